@@ -1,0 +1,246 @@
+// Package agent is the JSON protocol between the nivis client and the
+// nivis agent on a host. The client runs `nivis agent VERB` remotely, writes
+// one JSON request on its stdin, and reads JSON lines from its stdout: any
+// number of events, then exactly one result or error. The client never
+// parses shell output.
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nivis/nivis/internal/exitcode"
+)
+
+// Message is one line on the agent's stdout.
+type Message struct {
+	// Type is "event", "result" or "error".
+	Type string `json:"type"`
+	// Event fields.
+	Event *Event `json:"event,omitempty"`
+	// Result payload (verb-specific JSON).
+	Result json.RawMessage `json:"result,omitempty"`
+	// Error fields.
+	Error string `json:"error,omitempty"`
+	Code  int    `json:"code,omitempty"`
+}
+
+// Event is progress or a log line from a long-running verb.
+type Event struct {
+	Kind    string         `json:"kind"` // "log", "progress", "step"
+	Level   string         `json:"level,omitempty"`
+	Message string         `json:"message,omitempty"`
+	Step    string         `json:"step,omitempty"`
+	Done    int64          `json:"done,omitempty"`
+	Total   int64          `json:"total,omitempty"`
+	Fields  map[string]any `json:"fields,omitempty"`
+}
+
+// Emitter lets a verb send events while it runs. Safe for concurrent use.
+type Emitter struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// NewEmitter writes events to w (nil discards them).
+func NewEmitter(w io.Writer) *Emitter {
+	if w == nil {
+		w = io.Discard
+	}
+	return &Emitter{enc: json.NewEncoder(w)}
+}
+
+// Emit sends one event.
+func (e *Emitter) Emit(ev Event) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_ = e.enc.Encode(Message{Type: "event", Event: &ev})
+}
+
+// Logf sends a log event.
+func (e *Emitter) Logf(level, format string, args ...any) {
+	e.Emit(Event{Kind: "log", Level: level, Message: fmt.Sprintf(format, args...)})
+}
+
+// Step announces a named step.
+func (e *Emitter) Step(name, message string) {
+	e.Emit(Event{Kind: "step", Step: name, Message: message})
+}
+
+func (e *Emitter) send(m Message) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_ = e.enc.Encode(m)
+}
+
+// Handler runs one verb: req is the raw JSON request (may be empty).
+type Handler func(ctx context.Context, req json.RawMessage, ev *Emitter) (any, error)
+
+var (
+	verbsMu sync.Mutex
+	verbs   = map[string]Handler{}
+)
+
+// Register adds a verb. Packages register their verbs in init (Linux side).
+func Register(verb string, h Handler) {
+	verbsMu.Lock()
+	defer verbsMu.Unlock()
+	if _, dup := verbs[verb]; dup {
+		panic("agent: verb registered twice: " + verb)
+	}
+	verbs[verb] = h
+}
+
+// Verbs lists registered verbs.
+func Verbs() []string {
+	verbsMu.Lock()
+	defer verbsMu.Unlock()
+	var out []string
+	for v := range verbs {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Serve runs verb with the request read from stdin, writing the protocol to
+// stdout. It returns the verb's error (already reported on stdout).
+func Serve(ctx context.Context, verb string, stdin io.Reader, stdout io.Writer) error {
+	em := NewEmitter(stdout)
+	verbsMu.Lock()
+	h, ok := verbs[verb]
+	verbsMu.Unlock()
+	if !ok {
+		err := exitcode.Errorf(exitcode.Usage, "unknown agent verb %q (known: %s); the agent on the host may be a different nivis version", verb, strings.Join(Verbs(), ", "))
+		em.send(Message{Type: "error", Error: err.Error(), Code: int(exitcode.Usage)})
+		return err
+	}
+	var req json.RawMessage
+	if stdin != nil {
+		data, err := io.ReadAll(stdin)
+		if err != nil {
+			return err
+		}
+		req = json.RawMessage(strings.TrimSpace(string(data)))
+	}
+	res, err := h(ctx, req, em)
+	if err != nil {
+		em.send(Message{Type: "error", Error: err.Error(), Code: int(exitcode.Of(err))})
+		return err
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	em.send(Message{Type: "result", Result: raw})
+	return nil
+}
+
+// Runner runs a command line on a host (over SSH, or locally) with the given
+// streams. A non-zero exit is an error; implementations wrap it so that
+// errors.As finds *ExitError.
+type Runner interface {
+	Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+// ExitError is a remote command's non-zero exit.
+type ExitError struct{ Status int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exited with status %d", e.Status) }
+
+// RemoteError is an error the agent reported, with its exit-code category.
+type RemoteError struct {
+	Verb    string
+	Message string
+	Code    exitcode.Code
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// Call runs `AGENT agent VERB` through r, sends req, delivers events to
+// onEvent (may be nil) and decodes the result into resp (may be nil).
+// agentCmd is the remote command prefix that starts the agent, e.g.
+// "sudo /var/lib/nivis/agent/<sha>/nivis".
+func Call(ctx context.Context, r Runner, agentCmd, verb string, req, resp any, onEvent func(Event)) error {
+	var in io.Reader = strings.NewReader("")
+	if req != nil {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return err
+		}
+		in = strings.NewReader(string(b))
+	}
+	pr, pw := io.Pipe()
+	var stderr strings.Builder
+	runErr := make(chan error, 1)
+	go func() {
+		err := r.Run(ctx, agentCmd+" agent "+verb, in, pw, &stderr)
+		pw.CloseWithError(io.EOF)
+		runErr <- err
+	}()
+	var (
+		gotFinal bool
+		callErr  error
+	)
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		var m Message
+		if err := json.Unmarshal(line, &m); err != nil {
+			// Not protocol: something else wrote to stdout. Keep it for the error.
+			stderr.Write(line)
+			stderr.WriteByte('\n')
+			continue
+		}
+		switch m.Type {
+		case "event":
+			if onEvent != nil && m.Event != nil {
+				onEvent(*m.Event)
+			}
+		case "result":
+			gotFinal = true
+			if resp != nil {
+				if err := json.Unmarshal(m.Result, resp); err != nil {
+					callErr = fmt.Errorf("agent %s: bad result: %w", verb, err)
+				}
+			}
+		case "error":
+			gotFinal = true
+			callErr = &RemoteError{Verb: verb, Message: m.Error, Code: exitcode.Code(m.Code)}
+		}
+	}
+	_, _ = io.Copy(io.Discard, pr)
+	err := <-runErr
+	if callErr != nil {
+		var re *RemoteError
+		if errors.As(callErr, &re) {
+			return exitcode.Wrap(re.Code, callErr)
+		}
+		return callErr
+	}
+	if !gotFinal {
+		msg := strings.TrimSpace(stderr.String())
+		if err == nil {
+			err = errors.New("no result")
+		}
+		if msg != "" {
+			return fmt.Errorf("agent %s: %w: %s", verb, err, msg)
+		}
+		return fmt.Errorf("agent %s: %w", verb, err)
+	}
+	return nil
+}
