@@ -1,0 +1,59 @@
+package disko
+
+import (
+	"context"
+
+	"github.com/nivis/nivis/internal/config"
+	"github.com/nivis/nivis/internal/exitcode"
+)
+
+// ApplyOptions are Options plus what Apply needs to decide.
+type ApplyOptions struct {
+	Options
+	Mode Mode
+	// Host describes this machine for validation; nil means LocalHost().
+	Host *Host
+	// Confirm sees the plan before a destroy changes anything; an error
+	// stops the run with nothing changed.
+	Confirm func(*Plan) error
+	// Plan, when set, receives the plan as soon as it exists (to print it).
+	Plan func(*Plan)
+}
+
+// Apply does what `nivis disko` does: validate the layout for this host,
+// read the disks, plan, confirm, execute. Every problem in the layout is
+// reported in r before any disk is touched, so a bad layout leaves the
+// disks byte-for-byte as they were.
+func Apply(ctx context.Context, l *Layout, o ApplyOptions, r *config.Report) (*Plan, *Result, error) {
+	if r == nil {
+		r = &config.Report{}
+	}
+	h := o.Host
+	if h == nil {
+		h = LocalHost()
+	}
+	l.Validate(r, h, o.Mode)
+	if r.HasErrors() {
+		r.Sort()
+		return nil, nil, exitcode.Wrap(exitcode.Usage, r.Err())
+	}
+	st, err := ProbeState(ctx, l)
+	if err != nil && !o.DryRun {
+		return nil, nil, exitcode.Wrap(exitcode.Precondition, err)
+	}
+	p, err := NewPlan(l, o.Mode, st, PlanOptions{Root: o.Root, AllowRootDisk: o.AllowRootDisk}, r)
+	if err != nil {
+		r.Sort()
+		return p, nil, err
+	}
+	if o.Plan != nil {
+		o.Plan(p)
+	}
+	if o.Mode.Destroy && !o.DryRun && o.Confirm != nil && len(p.Destroys()) > 0 {
+		if err := o.Confirm(p); err != nil {
+			return p, nil, err
+		}
+	}
+	res, err := Execute(ctx, p, o.Options)
+	return p, res, err
+}

@@ -1,0 +1,92 @@
+package main
+
+// commands are the u-root v0.16 programs compiled into the rescue
+// busybox. Each one must also be blank-imported in commands_tools.go so
+// that its source (and its dependencies) stay in go.mod for the builder.
+var commands = []string{
+	// PID 1: mounts /proc, /sys, devtmpfs, then runs /bin/uinit (the agent).
+	"github.com/u-root/u-root/cmds/core/init",
+	// The shell the rescue SSH server and the console fall back to.
+	"github.com/u-root/u-root/cmds/core/gosh",
+
+	// Files.
+	"github.com/u-root/u-root/cmds/core/basename",
+	"github.com/u-root/u-root/cmds/core/cat",
+	"github.com/u-root/u-root/cmds/core/chmod",
+	"github.com/u-root/u-root/cmds/core/cmp",
+	"github.com/u-root/u-root/cmds/core/cp",
+	"github.com/u-root/u-root/cmds/core/cpio",
+	"github.com/u-root/u-root/cmds/core/dd",
+	"github.com/u-root/u-root/cmds/core/dirname",
+	"github.com/u-root/u-root/cmds/core/du",
+	"github.com/u-root/u-root/cmds/core/echo",
+	"github.com/u-root/u-root/cmds/core/false",
+	"github.com/u-root/u-root/cmds/core/find",
+	"github.com/u-root/u-root/cmds/core/grep",
+	"github.com/u-root/u-root/cmds/core/gzip",
+	"github.com/u-root/u-root/cmds/core/head",
+	"github.com/u-root/u-root/cmds/core/hexdump",
+	"github.com/u-root/u-root/cmds/core/ln",
+	"github.com/u-root/u-root/cmds/core/ls",
+	"github.com/u-root/u-root/cmds/core/md5sum",
+	"github.com/u-root/u-root/cmds/core/mkdir",
+	"github.com/u-root/u-root/cmds/core/mknod",
+	"github.com/u-root/u-root/cmds/core/mktemp",
+	"github.com/u-root/u-root/cmds/core/more",
+	"github.com/u-root/u-root/cmds/core/mv",
+	"github.com/u-root/u-root/cmds/core/printenv",
+	"github.com/u-root/u-root/cmds/core/pwd",
+	"github.com/u-root/u-root/cmds/core/readlink",
+	"github.com/u-root/u-root/cmds/core/realpath",
+	"github.com/u-root/u-root/cmds/core/rm",
+	"github.com/u-root/u-root/cmds/core/seq",
+	"github.com/u-root/u-root/cmds/core/shasum",
+	"github.com/u-root/u-root/cmds/core/sleep",
+	"github.com/u-root/u-root/cmds/core/sort",
+	"github.com/u-root/u-root/cmds/core/strings",
+	"github.com/u-root/u-root/cmds/core/sync",
+	"github.com/u-root/u-root/cmds/core/tail",
+	"github.com/u-root/u-root/cmds/core/tar",
+	"github.com/u-root/u-root/cmds/core/tee",
+	"github.com/u-root/u-root/cmds/core/timeout",
+	"github.com/u-root/u-root/cmds/core/touch",
+	"github.com/u-root/u-root/cmds/core/tr",
+	"github.com/u-root/u-root/cmds/core/true",
+	"github.com/u-root/u-root/cmds/core/uniq",
+	"github.com/u-root/u-root/cmds/core/wc",
+	"github.com/u-root/u-root/cmds/core/which",
+	"github.com/u-root/u-root/cmds/core/xargs",
+	"github.com/u-root/u-root/cmds/exp/ed",
+
+	// Disks and mounts.
+	"github.com/u-root/u-root/cmds/core/blkid",
+	"github.com/u-root/u-root/cmds/core/df",
+	"github.com/u-root/u-root/cmds/core/losetup",
+	"github.com/u-root/u-root/cmds/core/mount",
+	"github.com/u-root/u-root/cmds/core/umount",
+	"github.com/u-root/u-root/cmds/exp/partprobe",
+
+	// Kernel, processes, system.
+	"github.com/u-root/u-root/cmds/core/date",
+	"github.com/u-root/u-root/cmds/core/dmesg",
+	"github.com/u-root/u-root/cmds/core/free",
+	"github.com/u-root/u-root/cmds/core/hostname",
+	"github.com/u-root/u-root/cmds/core/insmod",
+	"github.com/u-root/u-root/cmds/core/kill",
+	"github.com/u-root/u-root/cmds/core/lsmod",
+	"github.com/u-root/u-root/cmds/core/pci",
+	"github.com/u-root/u-root/cmds/core/poweroff",
+	"github.com/u-root/u-root/cmds/core/ps",
+	"github.com/u-root/u-root/cmds/core/rmmod",
+	"github.com/u-root/u-root/cmds/core/shutdown",
+	"github.com/u-root/u-root/cmds/core/uname",
+	"github.com/u-root/u-root/cmds/core/uptime",
+	"github.com/u-root/u-root/cmds/exp/modprobe",
+
+	// Network.
+	"github.com/u-root/u-root/cmds/core/dhclient",
+	"github.com/u-root/u-root/cmds/core/ip",
+	"github.com/u-root/u-root/cmds/core/netstat",
+	"github.com/u-root/u-root/cmds/core/ping",
+	"github.com/u-root/u-root/cmds/core/wget",
+}

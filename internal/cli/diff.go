@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/sysmgr"
+)
+
+func init() { register(newDiffCmd) }
+
+func newDiffCmd(g *Globals) *cobra.Command {
+	var (
+		hf           hostFlags
+		file         string
+		asJSON, exit bool
+	)
+	cmd := &cobra.Command{
+		Use:   "diff TARGET -c services.yaml",
+		Short: "Show what apply would change on a host: the plan, conflicts and drift",
+		Long: `diff computes, on the host, the plan apply would run for a Services config:
+every file written or removed, every original kept aside or restored, every unit
+stopped, started, restarted or reloaded. It lists every conflict (unmanaged
+files in the way) and drift (managed files edited on the host since nivis wrote
+them; apply overwrites them). Nothing on the host changes.`,
+		Example: `  nivis diff root@web1 -c services.yaml
+  nivis diff --local -c services.yaml --json`,
+		Args: hf.args("diff"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return exitcode.Errorf(exitcode.Usage, "diff needs -c services.yaml")
+			}
+			ctx := cmd.Context()
+			bundle, _, err := g.loadServices(file)
+			if err != nil {
+				return err
+			}
+			h, err := hf.open(ctx, g, firstArg(args))
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			var res sysmgr.DiffResult
+			if err := h.call(ctx, sysmgr.VerbDiff, &sysmgr.DiffRequest{Root: hf.root, Bundle: bundle}, &res); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(g.Stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprint(g.Stdout, res.Plan.String())
+			}
+			if len(res.Plan.Conflicts) > 0 {
+				return exitcode.Errorf(exitcode.Precondition, "%d conflicts: apply would refuse", len(res.Plan.Conflicts))
+			}
+			if exit && !res.Plan.Empty() {
+				return exitcode.Errorf(exitcode.Failure, "the host differs from the config (%d changes)", res.Plan.Changes())
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "the Services config (YAML or JSON)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&exit, "exit-code", false, "exit 1 when the host differs from the config")
+	hf.add(cmd)
+	return cmd
+}
+
+// firstArg is the TARGET, or "local" with --local.
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return "local"
+	}
+	return args[0]
+}

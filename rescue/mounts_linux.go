@@ -1,0 +1,120 @@
+//go:build linux
+
+package rescue
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountOp is one pseudo filesystem the rescue system needs.
+type mountOp struct {
+	Source, Target, FSType, Data string
+	Flags                        uintptr
+	Mode                         os.FileMode
+}
+
+func (m mountOp) String() string {
+	return fmt.Sprintf("mount -t %s %s %s -o %s", m.FSType, m.Source, m.Target, m.Data)
+}
+
+// pseudoMounts is what the rescue system needs mounted. u-root's init
+// mounts most of it (proc, sys, devtmpfs, devpts, /tmp) but not /run, and
+// nothing here may depend on that staying so.
+var pseudoMounts = []mountOp{
+	{Source: "proc", Target: "/proc", FSType: "proc", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, Mode: 0o555},
+	{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, Mode: 0o555},
+	{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: unix.MS_NOSUID, Data: "mode=0755", Mode: 0o755},
+	{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=620,gid=5", Mode: 0o755},
+	{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0755", Mode: 0o755},
+	{Source: "tmpfs", Target: "/tmp", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777", Mode: 0o1777},
+}
+
+// efivarsMount is mounted on EFI machines: efibootmgr (bootloader
+// install) needs the variables.
+var efivarsMount = mountOp{Source: "efivarfs", Target: "/sys/firmware/efi/efivars", FSType: "efivarfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC}
+
+// missingMounts leaves out what mountinfo shows mounted already.
+func missingMounts(want []mountOp, mounted map[string]string) []mountOp {
+	var out []mountOp
+	for _, m := range want {
+		if fstype, ok := mounted[m.Target]; ok && fstype == m.FSType {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// parseMountinfo maps mount points to filesystem types.
+func parseMountinfo(r io.Reader) map[string]string {
+	out := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 {
+			continue
+		}
+		out[unescapeMountPath(f[4])] = g[0]
+	}
+	return out
+}
+
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// mountPseudo mounts what is missing; failures are returned, not fatal.
+func mountPseudo() (done []string, failures []string) {
+	mount := func(want []mountOp) {
+		mounted := map[string]string{}
+		if f, err := os.Open("/proc/self/mountinfo"); err == nil {
+			mounted = parseMountinfo(f)
+			f.Close()
+		}
+		for _, m := range missingMounts(want, mounted) {
+			if m.Mode != 0 {
+				_ = os.MkdirAll(m.Target, m.Mode)
+			}
+			if err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data); err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %v", m, err))
+				continue
+			}
+			done = append(done, m.String())
+		}
+	}
+	mount(pseudoMounts)
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
+		mount([]mountOp{efivarsMount})
+	}
+	// A devpts instance of its own needs /dev/ptmx pointing into it.
+	if fi, err := os.Lstat("/dev/ptmx"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		if _, err := os.Stat("/dev/pts/ptmx"); err == nil {
+			_ = os.Remove("/dev/ptmx")
+			_ = os.Symlink("pts/ptmx", "/dev/ptmx")
+		}
+	}
+	return done, failures
+}

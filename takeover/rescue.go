@@ -1,0 +1,175 @@
+package takeover
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/facts"
+	"github.com/nivis/nivis/kexec"
+)
+
+// KexecOptions say how to kexec the host into the rescue system (or a
+// custom kernel).
+type KexecOptions struct {
+	// Force kexecs even a host that already runs the nivis rescue system.
+	Force bool
+	// PostKexecSSHPort is the port the rescue SSH server listens on
+	// (default: the host's own sshd port).
+	PostKexecSSHPort int
+	// Kernel, Initrd, Append override the kernel, the initrd (then no
+	// rescue image is built) and add to the command line.
+	Kernel, Initrd, Append string
+	// RescueTimeout: the rescue system reboots into the old one when no
+	// client connects within it.
+	RescueTimeout time.Duration
+	// WaitTimeout bounds the wait for the host to come back.
+	WaitTimeout time.Duration
+	// AuthorizedKeys are extra keys allowed into the rescue system.
+	AuthorizedKeys []string
+	// Config is carried into the rescue system (YAML).
+	Config string
+	// Features of the disk layout to carry modules and tools for.
+	Features []string
+	// LoginUser whose authorized_keys are carried.
+	LoginUser string
+}
+
+// Takeover is one run against one host.
+type Takeover struct {
+	Dial Dialer
+	Log  logrus.FieldLogger
+	// Out is where the countdown and summaries go.
+	Out io.Writer
+
+	conn    Conn
+	before  *facts.Facts
+	hostKey ssh.PublicKey
+	port    int
+	after   *facts.Facts
+}
+
+// Connect opens the first connection and gathers facts.
+func (t *Takeover) Connect(ctx context.Context) (*facts.Facts, error) {
+	c, err := t.Dial(ctx, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	t.conn = c
+	t.hostKey = c.HostKey()
+	var f facts.Facts
+	if err := c.Call(ctx, "facts", nil, &f); err != nil {
+		return nil, err
+	}
+	t.before = &f
+	return &f, nil
+}
+
+// Conn is the current connection.
+func (t *Takeover) Conn() Conn { return t.conn }
+
+// Facts are the facts gathered by Connect (before any kexec).
+func (t *Takeover) Facts() *facts.Facts { return t.before }
+
+// Close closes the current connection.
+func (t *Takeover) Close() error {
+	if t.conn == nil {
+		return nil
+	}
+	return t.conn.Close()
+}
+
+// Preflight asks the agent whether the host can kexec the rescue image,
+// without changing anything, and turns failed checks into one error that
+// lists each problem with its fix.
+func (t *Takeover) Preflight(ctx context.Context, o KexecOptions) (*kexec.PreflightResult, error) {
+	if t.before != nil && t.before.Virtualization.IsContainer {
+		return nil, exitcode.Errorf(exitcode.Precondition, "the host is a %s container: a container cannot kexec; run nivis against the machine (VM or bare metal) itself", t.before.Virtualization.Container)
+	}
+	var res kexec.PreflightResult
+	if err := t.conn.Call(ctx, kexec.VerbPreflight, o.request(), &res); err != nil {
+		return nil, err
+	}
+	for _, c := range res.Checks {
+		l := t.Log.WithField("check", c.Name)
+		switch c.Status {
+		case "ok":
+			l.Debug(c.Detail)
+		case "warn":
+			l.Warn(c.Detail)
+		default:
+			l.Error(c.Detail)
+		}
+	}
+	if !res.OK {
+		var b strings.Builder
+		b.WriteString("the host cannot be kexec'd into the rescue system; nothing was changed:")
+		for _, c := range res.Checks {
+			if c.Status == "fail" {
+				fmt.Fprintf(&b, "\n  - %s: %s", c.Name, c.Detail)
+				if c.Fix != "" {
+					fmt.Fprintf(&b, "\n    fix: %s", c.Fix)
+				}
+			}
+		}
+		return &res, exitcode.Errorf(exitcode.Precondition, "%s", b.String())
+	}
+	return &res, nil
+}
+
+func (o KexecOptions) request() *kexec.PrepareRequest {
+	return &kexec.PrepareRequest{
+		Config:               o.Config,
+		AuthorizedKeys:       o.AuthorizedKeys,
+		LoginUser:            o.LoginUser,
+		SSHPort:              o.PostKexecSSHPort,
+		RescueTimeoutSeconds: int(o.RescueTimeout / time.Second),
+		Features:             o.Features,
+		Kernel:               o.Kernel,
+		Initrd:               o.Initrd,
+		Append:               o.Append,
+	}
+}
+
+// InRescue reports whether the host already runs the nivis rescue system.
+func (t *Takeover) InRescue() bool { return t.before != nil && t.before.NivisRescue }
+
+// Kexec assembles the image, loads it, triggers the kexec and waits for
+// the host to come back into the rescue system with the same host key.
+func (t *Takeover) Kexec(ctx context.Context, o KexecOptions) (*kexec.PrepareResult, error) {
+	var prep kexec.PrepareResult
+	if err := t.conn.Call(ctx, kexec.VerbPrepare, o.request(), &prep); err != nil {
+		return nil, exitcode.Wrap(exitcode.Precondition, err)
+	}
+	if prep.Image != nil {
+		t.Log.WithFields(logrus.Fields{
+			"size_mib":    fmt.Sprintf("%.1f", float64(prep.Image.Size)/(1<<20)),
+			"compression": prep.Image.Compression,
+			"method":      prep.Method,
+		}).Info("rescue image assembled and loaded")
+	}
+	var ex kexec.ExecResult
+	if err := t.conn.Call(ctx, kexec.VerbExec, &kexec.ExecRequest{Delay: "2s"}, &ex); err != nil {
+		return &prep, exitcode.Wrap(exitcode.Change, err)
+	}
+	_ = t.conn.Close()
+	t.conn = nil
+	t.port = o.PostKexecSSHPort
+	t.Log.Info("kexec scheduled; waiting for the rescue system")
+	c, f, err := WaitForNewBoot(ctx, t.Dial, WaitOptions{
+		OldBootID: prep.BootID, Port: t.port, HostKey: t.hostKey,
+		Deadline: o.WaitTimeout, Rescue: o.Initrd == "", Out: t.Out,
+	})
+	if err != nil {
+		return &prep, err
+	}
+	t.conn = c
+	t.after = f
+	return &prep, nil
+}
