@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +50,15 @@ type Options struct {
 	FatalDelay time.Duration
 	// DefaultTimeout is the watchdog's timeout when there is no carry-over.
 	DefaultTimeout time.Duration
+	// Console and Kmsg are where logs go besides LogFile ("" for none);
+	// EtcDir gets hostname, hosts, resolv.conf, passwd.
+	Console, Kmsg, EtcDir string
+	// ConsoleShell offers a shell on /dev/console.
+	ConsoleShell bool
+
+	// Tests replace what would touch the machine they run on.
+	mount        func() (done, failures []string)
+	releaseDisks func() []string
 }
 
 // DefaultOptions are the paths inside the rescue image.
@@ -63,6 +74,10 @@ func DefaultOptions() Options {
 		Reboot:         unix.Reboot,
 		FatalDelay:     2 * time.Minute,
 		DefaultTimeout: 15 * time.Minute,
+		Console:        "/dev/console",
+		Kmsg:           "/dev/kmsg",
+		EtcDir:         "/etc",
+		ConsoleShell:   true,
 	}
 }
 
@@ -90,10 +105,16 @@ type rescue struct {
 // it never exits, because when u-root's init runs out of children the
 // kernel panics.
 func Run(ctx context.Context, o Options) {
+	if o.mount == nil {
+		o.mount = mountPseudo
+	}
+	if o.releaseDisks == nil {
+		o.releaseDisks = releaseDisks
+	}
 	r := &rescue{o: o, start: time.Now(), names: map[string]string{}}
 	r.handleSignals()
 
-	mounted, mountFailures := mountPseudo()
+	mounted, mountFailures := o.mount()
 	r.log = r.openLog()
 	for _, m := range mounted {
 		r.log.Debugf("mounted: %s", m)
@@ -118,6 +139,7 @@ func Run(ctx context.Context, o Options) {
 		r.log.Infof("watchdog: rebooting into the old system at %s unless a client logs in", r.wd.Deadline().Format(time.TimeOnly))
 	}
 	r.identity()
+	r.selfAsShell()
 	r.modules(ctx)
 	r.network(ctx)
 	srv, err := r.sshServer()
@@ -127,7 +149,9 @@ func Run(ctx context.Context, o Options) {
 	r.listen(srv)
 	r.writeMarker()
 	r.log.Infof("rescue system ready in %s: ssh on port(s) %v", time.Since(r.start).Round(100*time.Millisecond), r.ports)
-	go r.consoleShell()
+	if o.ConsoleShell {
+		go r.consoleShell()
+	}
 	select {}
 }
 
@@ -170,16 +194,20 @@ func (r *rescue) handleSignals() {
 // openLog sets up logging to the console, /dev/kmsg and the log file.
 func (r *rescue) openLog() *logrus.Logger {
 	var console, kmsg, file io.Writer
-	if f, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
-		console = f
-	} else {
-		console = os.Stderr
+	if r.o.Console != "" {
+		if f, err := os.OpenFile(r.o.Console, os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			console = f
+		} else {
+			console = os.Stderr
+		}
 	}
-	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
-		kmsg = f
-		// Userspace kmsg writes are rate limited by default: all of ours
-		// matter.
-		_ = os.WriteFile("/proc/sys/kernel/printk_devkmsg", []byte("on\n"), 0o644)
+	if r.o.Kmsg != "" {
+		if f, err := os.OpenFile(r.o.Kmsg, os.O_WRONLY, 0); err == nil {
+			kmsg = f
+			// Userspace kmsg writes are rate limited by default: all of
+			// ours matter.
+			_ = os.WriteFile("/proc/sys/kernel/printk_devkmsg", []byte("on\n"), 0o644)
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(r.o.LogFile), 0o755); err == nil {
 		if f, err := os.OpenFile(r.o.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
@@ -196,19 +224,20 @@ func (r *rescue) identity() {
 		if err := unix.Sethostname([]byte(st.Hostname)); err != nil {
 			r.failf("hostname %s: %v", st.Hostname, err)
 		}
-		_ = os.WriteFile("/etc/hostname", []byte(st.Hostname+"\n"), 0o644)
-		_ = os.WriteFile("/etc/hosts", []byte("127.0.0.1 localhost\n::1 localhost\n127.0.1.1 "+st.Hostname+"\n"), 0o644)
+		_ = os.WriteFile(filepath.Join(r.o.EtcDir, "hostname"), []byte(st.Hostname+"\n"), 0o644)
+		_ = os.WriteFile(filepath.Join(r.o.EtcDir, "hosts"), []byte("127.0.0.1 localhost\n::1 localhost\n127.0.1.1 "+st.Hostname+"\n"), 0o644)
 	}
 	if st.MachineID != "" {
-		_ = os.WriteFile("/etc/machine-id", []byte(strings.TrimSpace(st.MachineID)+"\n"), 0o444)
+		_ = os.WriteFile(filepath.Join(r.o.EtcDir, "machine-id"), []byte(strings.TrimSpace(st.MachineID)+"\n"), 0o444)
 	}
 	// tar, ls -l and sftp clients map uid 0 to a name through these.
 	for name, content := range map[string]string{
-		"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
-		"/etc/group":  "root:x:0:\n",
+		"passwd": "root:x:0:0:root:/root:/bin/sh\n",
+		"group":  "root:x:0:\n",
 	} {
-		if _, err := os.Stat(name); os.IsNotExist(err) {
-			_ = os.WriteFile(name, []byte(content), 0o644)
+		p := filepath.Join(r.o.EtcDir, name)
+		if _, err := os.Stat(p); os.IsNotExist(err) {
+			_ = os.WriteFile(p, []byte(content), 0o644)
 		}
 	}
 	_ = os.MkdirAll("/root", 0o700)
@@ -239,7 +268,9 @@ func (r *rescue) modules(ctx context.Context) {
 	// blocks until the kernel's pool is seeded, and a virtio-rng or TPM
 	// RNG seeds it in milliseconds instead of minutes.
 	for _, m := range r.st.EarlyModules {
-		if loaded, err := ld.Load(m); err != nil {
+		if loaded, err := ld.Load(m); errors.Is(err, unix.ENODEV) {
+			r.log.Infof("modules: early module %s: no such device here", m)
+		} else if err != nil {
 			r.log.Warnf("modules: early module %s: %v", m, err)
 		} else if len(loaded) > 0 {
 			r.log.Infof("modules: loaded %s", strings.Join(loaded, ", "))
@@ -317,7 +348,7 @@ func (r *rescue) network(ctx context.Context) {
 		DHCPTimeout:        30 * time.Second,
 		UnknownDHCPTimeout: 20 * time.Second,
 		CarrierTimeout:     10 * time.Second,
-		ResolvConf:         "/etc/resolv.conf",
+		ResolvConf:         filepath.Join(r.o.EtcDir, "resolv.conf"),
 		Logf:               r.log.Infof,
 		Renew:              ctx,
 	})
@@ -331,6 +362,39 @@ func (r *rescue) network(ctx context.Context) {
 	}
 	for _, c := range res.AddressChanges {
 		r.log.Errorf("network: %s: the address changed from %s to %s (DHCP): reach the host at %s", c.Link, c.Old, c.New, c.New)
+	}
+}
+
+// selfAsShell makes this binary the system's /bin/sh (u-root has none that
+// takes `sh -c SCRIPT ARGS`, which every SSH client sends) and publishes
+// its sha256, so a client finds its agent here instead of uploading it.
+func (r *rescue) selfAsShell() {
+	exe, err := os.Executable()
+	if err != nil {
+		r.failf("agent: %v", err)
+		return
+	}
+	if _, err := os.Lstat("/bin/sh"); os.IsNotExist(err) {
+		_ = os.MkdirAll("/bin", 0o755)
+		if err := os.Symlink(exe, "/bin/sh"); err != nil {
+			r.failf("agent: /bin/sh: %v", err)
+		}
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		r.failf("agent: %v", err)
+		return
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		r.failf("agent: hash: %v", err)
+		return
+	}
+	sumFile := filepath.Join(filepath.Dir(r.o.MarkerPath), "agent.sha256")
+	_ = os.MkdirAll(filepath.Dir(sumFile), 0o755)
+	if err := os.WriteFile(sumFile, []byte(hex.EncodeToString(h.Sum(nil))+"\n"), 0o644); err != nil {
+		r.failf("agent: %v", err)
 	}
 }
 

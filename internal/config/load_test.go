@@ -96,10 +96,10 @@ func TestParseJSONAndValidator(t *testing.T) {
 
 func TestParseHeaderProblems(t *testing.T) {
 	cases := map[string]string{
-		"":                                          "the file is empty",
-		"- a\n- b\n":                                "expected a map",
-		"kind: TestKind\n":                          "missing apiVersion",
-		"apiVersion: nivis/v9\nkind: TestKind\n":    "unsupported apiVersion",
+		"":                                       "the file is empty",
+		"- a\n- b\n":                             "expected a map",
+		"kind: TestKind\n":                       "missing apiVersion",
+		"apiVersion: nivis/v9\nkind: TestKind\n": "unsupported apiVersion",
 		"apiVersion: nivis/v1alpha1\nkind: Nope\n":  `unknown kind "Nope"`,
 		"apiVersion: nivis/v1alpha1\n":              "missing kind",
 		"apiVersion: nivis/v1alpha1\nkind: [\n":     "not valid YAML",

@@ -39,10 +39,18 @@ type remoteInfo struct {
 	sha256sum bool
 	sudo      bool
 	doas      bool
+	// rescueAgent is the sha256 of /nivis/nivis in the nivis rescue
+	// system (which has no sha256sum to ask).
+	rescueAgent string
 }
+
+// RescueAgentPath is the agent inside the nivis rescue system; the rescue
+// boot writes its sha256 to /run/nivis/agent.sha256.
+const RescueAgentPath = "/nivis/nivis"
 
 const probeScript = `printf 'machine=%s\nuid=%s\nhome=%s\n' "$(uname -m)" "$(id -u)" "$HOME"
 for t in sha256sum sudo doas; do command -v "$t" >/dev/null 2>&1 && echo "$t=yes"; done
+[ -r /run/nivis/agent.sha256 ] && [ -x /nivis/nivis ] && printf 'rescue_agent=%s\n' "$(cat /run/nivis/agent.sha256)"
 true`
 
 // EnsureAgent makes sure the nivis agent for the host's architecture is on
@@ -78,6 +86,11 @@ func (c *Client) EnsureAgent(ctx context.Context, sudo bool) (string, error) {
 		return "", exitcode.Errorf(exitcode.Precondition, "%s has no $HOME to cache the nivis agent in; log in as root or as a user with a home directory", c)
 	}
 	remote := path.Join(dir, sum, agentName)
+	if ri.rescueAgent == sum {
+		// The rescue system runs from this very binary: nothing to upload.
+		c.agentCmds[sudo] = RescueAgentPath
+		return RescueAgentPath, nil
+	}
 
 	have := ""
 	if ri.sha256sum {
@@ -147,6 +160,8 @@ func (c *Client) probe(ctx context.Context) (*remoteInfo, error) {
 			ri.sudo = true
 		case "doas":
 			ri.doas = true
+		case "rescue_agent":
+			ri.rescueAgent = strings.TrimSpace(v)
 		}
 	}
 	ri.goarch = goarchOf(ri.machine)

@@ -71,15 +71,16 @@ func (c *Client) UploadWith(ctx context.Context, m UploadMethod, r io.Reader, si
 // read error must never end as a short file renamed into place), sets the
 // mode and renames. $1 path, $2 mode, $3 size.
 const uploadScript = `set -e
-umask 077
-mkdir -p -- "$(dirname -- "$1")"
+umask 077 2>/dev/null || true
+d="${1%/*}"
+[ -z "$d" ] || mkdir -p "$d"
 t="$1.nivis-upload.$$"
-trap 'rm -f -- "$t"' EXIT
+trap 'rm -f "$t"' EXIT
 cat > "$t"
 n=$(wc -c < "$t")
-if [ "$n" -ne "$3" ]; then echo "received $n of $3 bytes" >&2; exit 3; fi
+if [ $n -ne "$3" ]; then echo "received $n of $3 bytes" >&2; exit 3; fi
 chmod "$2" "$t"
-mv -f -- "$t" "$1"
+mv "$t" "$1"
 trap - EXIT`
 
 func (c *Client) uploadExec(ctx context.Context, r io.Reader, size int64, remotePath string, mode os.FileMode) error {
