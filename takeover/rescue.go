@@ -39,6 +39,8 @@ type KexecOptions struct {
 	Features []string
 	// LoginUser whose authorized_keys are carried.
 	LoginUser string
+	// NoWait returns once the kexec is scheduled, without reconnecting.
+	NoWait bool
 }
 
 // Takeover is one run against one host.
@@ -161,6 +163,10 @@ func (t *Takeover) Kexec(ctx context.Context, o KexecOptions) (*kexec.PrepareRes
 	_ = t.conn.Close()
 	t.conn = nil
 	t.port = o.PostKexecSSHPort
+	if o.NoWait {
+		t.Log.Info("kexec scheduled; not waiting (--no-wait)")
+		return &prep, nil
+	}
 	t.Log.Info("kexec scheduled; waiting for the rescue system")
 	c, f, err := WaitForNewBoot(ctx, t.Dial, WaitOptions{
 		OldBootID: prep.BootID, Port: t.port, HostKey: t.hostKey,

@@ -76,6 +76,10 @@ same host key.`,
 				return err
 			}
 			defer t.Close()
+			if kf.noWait {
+				fmt.Fprintln(g.Stdout, "kexec scheduled; the host boots into the nivis rescue system")
+				return nil
+			}
 			s, ok := t.Conn().(*Session)
 			if !ok {
 				return exitcode.Errorf(exitcode.Failure, "internal: no session after rescue")

@@ -25,6 +25,7 @@ type kexecFlags struct {
 	appendArgs    string
 	rescueTimeout time.Duration
 	waitTimeout   time.Duration
+	noWait        bool
 }
 
 func (k *kexecFlags) add(cmd *cobra.Command, custom bool) {
@@ -34,6 +35,7 @@ func (k *kexecFlags) add(cmd *cobra.Command, custom bool) {
 	f.StringVar(&k.kernel, "kernel", "", "kernel image (a local file, uploaded) instead of the host's running kernel")
 	f.StringVar(&k.appendArgs, "append", "", "extra kernel command line arguments")
 	f.DurationVar(&k.waitTimeout, "wait-timeout", 10*time.Minute, "how long to wait for the host to come back after kexec")
+	f.BoolVar(&k.noWait, "no-wait", false, "return once the kexec is scheduled, without reconnecting")
 	if custom {
 		f.StringVar(&k.initrd, "initrd", "", "initrd (a local file, uploaded) to boot instead of the nivis rescue image")
 	}
@@ -46,7 +48,7 @@ func (k *kexecFlags) options(ctx context.Context, s *Session) (takeover.KexecOpt
 	o := takeover.KexecOptions{
 		Force: k.force, PostKexecSSHPort: k.postPort, Append: k.appendArgs,
 		RescueTimeout: k.rescueTimeout, WaitTimeout: k.waitTimeout,
-		LoginUser: s.User(),
+		LoginUser: s.User(), NoWait: k.noWait,
 	}
 	for _, pk := range s.OfferedKeys() {
 		o.AuthorizedKeys = append(o.AuthorizedKeys, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))+" nivis-client")

@@ -67,6 +67,12 @@ type extractor struct {
 
 	cacheDir string
 	cacheFd  int
+	// pSetgid says the parent last returned by parent() has the setgid bit:
+	// new entries there take its group, so chown cannot be skipped.
+	pSetgid    bool
+	rootSetgid bool
+	uid, gid   int
+	umask      uint32
 
 	dirs    []dirMeta
 	created map[string]bool // this layer's paths, for opaque whiteouts
@@ -95,7 +101,35 @@ func newExtractor(root string, opts ExtractOptions) (*extractor, error) {
 	if opts.Whiteouts {
 		x.created = map[string]bool{}
 	}
+	x.uid, x.gid, x.umask = os.Geteuid(), os.Getegid(), processUmask()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil {
+		x.rootSetgid = st.Mode&unix.S_ISGID != 0
+	}
 	return x, nil
+}
+
+// processUmask reads the umask without changing it (Linux >= 4.7); unknown
+// counts as "everything masked", which only costs a chmod per file.
+func processUmask() uint32 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+				var m uint32
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%o", &m); err == nil {
+					return m
+				}
+			}
+		}
+	}
+	return 0o777
+}
+
+// needChown says whether an entry created under the last parent needs an
+// explicit chown to get uid:gid.
+func (x *extractor) needChown(uid, gid int) bool {
+	return x.chown && (uid != x.uid || gid != x.gid || x.pSetgid)
 }
 
 func (x *extractor) close() {
@@ -262,6 +296,7 @@ func (x *extractor) resolve(dir string, flags uint64) (int, error) {
 func (x *extractor) parent(rel string, create bool) (int, error) {
 	dir := path.Dir(rel)
 	if dir == "." {
+		x.pSetgid = x.rootSetgid
 		return x.rootfd, nil
 	}
 	if dir == x.cacheDir {
@@ -278,6 +313,8 @@ func (x *extractor) parent(rel string, create bool) (int, error) {
 		unix.Close(x.cacheFd)
 	}
 	x.cacheDir, x.cacheFd = dir, fd
+	var st unix.Stat_t
+	x.pSetgid = unix.Fstat(fd, &st) != nil || st.Mode&unix.S_ISGID != 0
 	return fd, nil
 }
 
@@ -419,31 +456,46 @@ func perm(hdr *tar.Header) uint32 { return uint32(hdr.Mode) & 0o7777 }
 func (x *extractor) dir(hdr *tar.Header, rel string, pfd int, leaf string) error {
 	x.stats.Dirs++
 	if rel != "." {
-		existed, err := x.clear(pfd, leaf, true)
+		err := unix.Mkdirat(pfd, leaf, 0o700)
+		if err == unix.EEXIST {
+			var existed bool
+			if existed, err = x.clear(pfd, leaf, true); err == nil && !existed {
+				err = unix.Mkdirat(pfd, leaf, 0o700)
+			}
+		}
 		if err != nil {
 			return err
 		}
-		if !existed {
-			if err := unix.Mkdirat(pfd, leaf, 0o700); err != nil {
-				return err
-			}
-		}
+	} else {
+		x.pSetgid = true // the root may be anything: always chown it
 	}
-	fd, err := unix.Openat(pfd, leaf, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if x.chown {
-		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+	if x.needChown(hdr.Uid, hdr.Gid) {
+		// NOFOLLOW: leaf is a directory we just made or checked.
+		if err := unix.Fchownat(pfd, leaf, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
 		}
 	}
-	x.xattrs(hdr, func(name string, val []byte) error { return unix.Fsetxattr(fd, name, val, 0) })
+	if hasXattrs(hdr) {
+		fd, err := unix.Openat(pfd, leaf, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		x.xattrs(hdr, func(name string, val []byte) error { return unix.Fsetxattr(fd, name, val, 0) })
+		unix.Close(fd)
+	}
 	// Mode and times last: a read-only directory must still take children,
 	// and every child created bumps the mtime.
 	x.dirs = append(x.dirs, dirMeta{rel: rel, mode: perm(hdr), atime: hdr.AccessTime, mtime: hdr.ModTime})
 	return nil
+}
+
+func hasXattrs(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") || strings.HasPrefix(k, "LIBARCHIVE.xattr.") {
+			return true
+		}
+	}
+	return false
 }
 
 func (x *extractor) finishDirs() error {
@@ -496,20 +548,27 @@ func isSparse(hdr *tar.Header) bool {
 
 func (x *extractor) file(hdr *tar.Header, r io.Reader, pfd int, leaf string) error {
 	x.stats.Files++
-	if _, err := x.clear(pfd, leaf, false); err != nil {
-		return err
+	p := perm(hdr)
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(pfd, leaf, flags, p&0o777)
+	if err == unix.EEXIST {
+		if _, err = x.clear(pfd, leaf, false); err == nil {
+			fd, err = unix.Openat(pfd, leaf, flags, p&0o777)
+		}
 	}
-	fd, err := unix.Openat(pfd, leaf, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), leaf)
-	defer f.Close()
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
 	var n int64
 	if isSparse(hdr) {
-		n, err = x.copySparse(f, r)
+		n, err = x.copySparse(fd, r)
 	} else {
-		n, err = io.CopyBuffer(onlyWriter{f}, r, x.buf)
+		n, err = x.copyTo(fd, r)
 	}
 	x.stats.Bytes += n
 	if err != nil {
@@ -518,37 +577,72 @@ func (x *extractor) file(hdr *tar.Header, r io.Reader, pfd int, leaf string) err
 	if n != hdr.Size {
 		return fmt.Errorf("wrote %d bytes, the header says %d", n, hdr.Size)
 	}
-	if x.chown {
+	chowned := x.needChown(hdr.Uid, hdr.Gid)
+	if chowned {
 		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 			return err
 		}
 	}
-	// chmod after chown (chown clears setuid bits), xattrs after both
-	// (chown clears security.capability).
-	if err := unix.Fchmod(fd, perm(hdr)); err != nil {
-		return err
+	// chmod after chown (chown clears setuid bits) and only when the
+	// umask took bits or there are setuid/setgid/sticky bits to set.
+	if p&0o777&^x.umask != p || (chowned && p&0o6000 != 0) {
+		if err := unix.Fchmod(fd, p); err != nil {
+			return err
+		}
 	}
+	// xattrs after chown, which clears security.capability.
 	x.xattrs(hdr, func(name string, val []byte) error { return unix.Fsetxattr(fd, name, val, 0) })
 	if err := unix.UtimesNanoAt(pfd, leaf, times(hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
-	return f.Close()
+	err = unix.Close(fd)
+	fd = -1
+	return err
 }
 
-// onlyWriter hides os.File's ReadFrom so io.CopyBuffer uses our buffer
-// rather than a per-call allocation through copy_file_range attempts.
-type onlyWriter struct{ w io.Writer }
+// copyTo writes r to fd through the extractor's buffer, with plain write
+// calls (an os.File per entry costs extra syscalls).
+func (x *extractor) copyTo(fd int, r io.Reader) (int64, error) {
+	var n int64
+	for {
+		m, err := r.Read(x.buf)
+		if m > 0 {
+			if werr := writeAll(fd, x.buf[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
 
-func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+func writeAll(fd int, p []byte) error {
+	for len(p) > 0 {
+		n, err := unix.Write(fd, p)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
 
-// copySparse writes r into f, seeking over all-zero 4 KiB blocks so the
+// copySparse writes r into fd, seeking over all-zero 4 KiB blocks so the
 // holes of a sparse archive member stay holes, then sets the size.
-func (x *extractor) copySparse(f *os.File, r io.Reader) (int64, error) {
+func (x *extractor) copySparse(fd int, r io.Reader) (int64, error) {
 	var off int64
 	for {
 		m, err := io.ReadFull(r, x.buf)
 		if m > 0 {
-			if werr := writeNonZero(f, x.buf[:m], off); werr != nil {
+			if werr := writeNonZero(fd, x.buf[:m], off); werr != nil {
 				return off, werr
 			}
 			off += int64(m)
@@ -560,21 +654,21 @@ func (x *extractor) copySparse(f *os.File, r io.Reader) (int64, error) {
 			return off, err
 		}
 	}
-	return off, f.Truncate(off)
+	return off, unix.Ftruncate(fd, off)
 }
 
 var zeroBlock [4096]byte
 
 // writeNonZero writes the runs of p that are not all-zero 4 KiB blocks at
 // off, one write per run.
-func writeNonZero(f *os.File, p []byte, off int64) error {
+func writeNonZero(fd int, p []byte, off int64) error {
 	const blk = len(zeroBlock)
 	run := -1
 	for i := 0; i < len(p); i += blk {
 		end := min(i+blk, len(p))
 		if bytes.Equal(p[i:end], zeroBlock[:end-i]) {
 			if run >= 0 {
-				if _, err := f.WriteAt(p[run:i], off+int64(run)); err != nil {
+				if err := pwriteAll(fd, p[run:i], off+int64(run)); err != nil {
 					return err
 				}
 				run = -1
@@ -586,8 +680,7 @@ func writeNonZero(f *os.File, p []byte, off int64) error {
 		}
 	}
 	if run >= 0 {
-		_, err := f.WriteAt(p[run:], off+int64(run))
-		return err
+		return pwriteAll(fd, p[run:], off+int64(run))
 	}
 	return nil
 }
@@ -619,16 +712,18 @@ func (x *extractor) hardlink(hdr *tar.Header, pfd int, leaf string) error {
 
 func (x *extractor) symlink(hdr *tar.Header, pfd int, leaf string) error {
 	x.stats.Symlinks++
-	if _, err := x.clear(pfd, leaf, false); err != nil {
-		return err
-	}
 	// A symlink may name anything (absolute targets are normal in a
 	// rootfs): it is only ever created, never followed, here.
-	if err := unix.Symlinkat(hdr.Linkname, pfd, leaf); err != nil {
+	err := unix.Symlinkat(hdr.Linkname, pfd, leaf)
+	if err == unix.EEXIST {
+		if _, err = x.clear(pfd, leaf, false); err == nil {
+			err = unix.Symlinkat(hdr.Linkname, pfd, leaf)
+		}
+	}
+	if err != nil {
 		return err
 	}
-	x.dropCache()
-	if x.chown {
+	if x.needChown(hdr.Uid, hdr.Gid) {
 		if err := unix.Fchownat(pfd, leaf, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
 		}

@@ -223,3 +223,29 @@ func TestFetch(t *testing.T) {
 		t.Errorf("untrusted certificate: %v", err)
 	}
 }
+
+func TestPushExtraFiles(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "etc/ssh"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc/ssh/sshd_config.d-extra"), []byte("Port 2222\n"), 0o600)
+	os.Symlink("sshd_config.d-extra", filepath.Join(src, "etc/ssh/link"))
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "keep"), []byte("k"), 0o644)
+	if _, err := Push(context.Background(), &localAgent{}, "nivis", ExtractRequest{Root: root, Extra: true}, ExtraFilesTar(src), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/ssh/sshd_config.d-extra")); string(b) != "Port 2222\n" || mode(t, root, "etc/ssh/sshd_config.d-extra") != 0o600 {
+		t.Fatal("extra file")
+	}
+	if l, _ := os.Readlink(filepath.Join(root, "etc/ssh/link")); l != "sshd_config.d-extra" {
+		t.Fatal("extra symlink")
+	}
+	if os.Geteuid() == 0 {
+		if s := lstat(t, filepath.Join(root, "etc/ssh/sshd_config.d-extra")); s.Uid != 0 || s.Gid != 0 {
+			t.Errorf("owner %d:%d, want root", s.Uid, s.Gid)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "keep")); err != nil {
+		t.Fatal("extra files must not clear the root")
+	}
+}
