@@ -189,6 +189,14 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 		}
 		return fmt.Errorf("user %s is not in generation %d", op.Name, es.to.Number)
 	case OpStopUnit:
+		if op.Masking && !contains(es.ledger.Masked, op.Unit) {
+			if st, err := h.Systemd.State(ctx, op.Unit); err == nil && st.Active == "active" {
+				es.ledger.Masked = append(es.ledger.Masked, op.Unit)
+				if err := h.saveLedger(es.ledger); err != nil {
+					return err
+				}
+			}
+		}
 		return h.Systemd.Stop(ctx, op.Unit)
 	case OpBackup:
 		return h.takeBackup(es.ledger, op.Path)
@@ -291,7 +299,14 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 		_ = h.Systemd.ResetFailed(ctx, op.Unit) // a unit that never failed has nothing to reset
 		return nil
 	case OpStartUnit:
-		return h.Systemd.Start(ctx, op.Unit)
+		if err := h.Systemd.Start(ctx, op.Unit); err != nil {
+			return err
+		}
+		if i := indexOf(es.ledger.Masked, op.Unit); i >= 0 && !es.to.UnitMap()[op.Unit].isMasked() {
+			es.ledger.Masked = append(es.ledger.Masked[:i], es.ledger.Masked[i+1:]...)
+			return h.saveLedger(es.ledger)
+		}
+		return nil
 	case OpRestartUnit:
 		return h.Systemd.Restart(ctx, op.Unit)
 	case OpTryRestart:
@@ -315,6 +330,18 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 	}
 	return fmt.Errorf("unknown op %q", op.Kind)
 }
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// isMasked is true for a unit the generation masks (false when absent).
+func (u *UnitState) isMasked() bool { return u != nil && u.Mask }
 
 func (h *Host) owner(acct *accounts, e *Entry) (int, int, error) {
 	uid, err := acct.uid(e.User)

@@ -94,7 +94,9 @@ func TestCrashAtEveryStepConverges(t *testing.T) {
 		{name: "deactivate", from: crashGen2, to: "-", converge: crashGen1},
 	}
 	for _, sc := range scenarios {
+		sc := sc
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
 			setup := func() (*testHost, map[string]string) {
 				th := newTestHost(t)
 				th.write("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)

@@ -96,14 +96,14 @@ func (h *Host) Apply(ctx context.Context, req *ApplyRequest) (*ApplyResult, erro
 	for _, s := range req.Secrets {
 		secrets[s.Name] = s.Data
 	}
+	if err := h.probe(); err != nil {
+		return nil, err
+	}
 	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := h.probe(); err != nil {
-		return nil, err
-	}
 	res := &ApplyResult{}
 	if res.Recovered, err = h.settlePending(ctx, false); err != nil {
 		return nil, err
@@ -260,14 +260,14 @@ func (h *Host) Generations(ctx context.Context) (*GenerationsResult, error) {
 
 // Rollback activates generation to (0: the newest one before current).
 func (h *Host) Rollback(ctx context.Context, to int) (*ApplyResult, error) {
+	if err := h.probe(); err != nil {
+		return nil, err
+	}
 	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := h.probe(); err != nil {
-		return nil, err
-	}
 	res := &ApplyResult{}
 	if res.Recovered, err = h.settlePending(ctx, true); err != nil {
 		return nil, err
@@ -309,14 +309,14 @@ func (h *Host) Rollback(ctx context.Context, to int) (*ApplyResult, error) {
 // Deactivate stops and removes everything nivis manages, restores the
 // originals it kept, and removes the secrets. Generations stay for gc.
 func (h *Host) Deactivate(ctx context.Context) (*ApplyResult, error) {
+	if err := h.probe(); err != nil {
+		return nil, err
+	}
 	unlock, err := h.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := h.probe(); err != nil {
-		return nil, err
-	}
 	res := &ApplyResult{}
 	if res.Recovered, err = h.settlePending(ctx, true); err != nil {
 		return nil, err

@@ -697,3 +697,22 @@ func TestDeactivateRemovesAllRestoresOriginals(t *testing.T) {
 		t.Errorf("ledger still owns paths: %s", raw)
 	}
 }
+
+func TestMaskedUnitRunsAgainWhenUnmasked(t *testing.T) {
+	th := newTestHost(t)
+	if err := th.sd.Start(context.Background(), "bluetooth.service"); err != nil {
+		t.Fatal(err)
+	}
+	th.sd.TakeCalls()
+	th.apply("\nunits:\n  bluetooth.service:\n    mask: true\n  cups.service:\n    mask: true\n")
+	if got := th.sd.Running(); len(got) != 0 {
+		t.Errorf("masked units still running: %q", got)
+	}
+	th.apply("\nfiles:\n  /etc/x:\n    text: x\n")
+	if got := th.sd.Running(); !reflect.DeepEqual(got, []string{"bluetooth.service"}) {
+		t.Errorf("after unmasking, running %q: want bluetooth (it ran before), not cups (it did not)", got)
+	}
+	if l, _ := th.loadLedger(); len(l.Masked) != 0 {
+		t.Errorf("ledger still remembers %q", l.Masked)
+	}
+}

@@ -26,6 +26,9 @@ type Ledger struct {
 	// Users and Groups nivis created (it never changes or removes others).
 	Users  []string `json:"users,omitempty"`
 	Groups []string `json:"groups,omitempty"`
+	// Masked lists units that were running when nivis masked them, so
+	// unmasking (a removal, a revert, deactivate) starts them again.
+	Masked []string `json:"masked,omitempty"`
 }
 
 // Owned is one path nivis owns.

@@ -45,6 +45,9 @@ type Op struct {
 	Name   string   `json:"name,omitempty"`
 	Entry  *Entry   `json:"entry,omitempty"`
 	Reason string   `json:"reason,omitempty"`
+	// Masking marks the stop before a mask: the unit's running state is
+	// remembered for the unmask.
+	Masking bool `json:"masking,omitempty"`
 	// Implicit marks claimed parent directories (removed when no longer needed).
 	Implicit bool `json:"implicit,omitempty"`
 	// Generation is the switch target (0: nothing is current).

@@ -4,8 +4,6 @@ package sysmgr
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path"
@@ -287,7 +285,11 @@ func planUnits(in *planInput) (stops, after []Op, reload bool) {
 			reload = true
 			switch {
 			case o.Mask:
-				// Unmasked: the distro's unit is usable again; nivis does not start it.
+				// Unmasked: the distro's unit is usable again; it runs again
+				// only if it ran when nivis masked it.
+				if contains(in.ledger.Masked, name) {
+					after = append(after, Op{Kind: OpStartUnit, Unit: name, Reason: "unmasked; it ran before nivis masked it"})
+				}
 			case o.Managed:
 				if o.StopOnRemoval || dirty {
 					stops = append(stops, Op{Kind: OpStopUnit, Unit: name, Reason: "removed"})
@@ -300,7 +302,7 @@ func planUnits(in *planInput) (stops, after []Op, reload bool) {
 			reload = true
 			switch {
 			case n.Mask:
-				stops = append(stops, Op{Kind: OpStopUnit, Unit: name, Reason: "masked"})
+				stops = append(stops, Op{Kind: OpStopUnit, Unit: name, Reason: "masked", Masking: true})
 			case n.Managed && n.Enabled:
 				after = append(after, Op{Kind: OpStartUnit, Unit: name, Reason: "new"})
 			case !n.Managed:
@@ -315,10 +317,10 @@ func planUnits(in *planInput) (stops, after []Op, reload bool) {
 			switch {
 			case n.Mask:
 				if !o.Mask {
-					stops = append(stops, Op{Kind: OpStopUnit, Unit: name, Reason: "masked"})
+					stops = append(stops, Op{Kind: OpStopUnit, Unit: name, Reason: "masked", Masking: true})
 				}
 			case o.Mask:
-				if n.Enabled {
+				if n.Enabled || contains(in.ledger.Masked, name) {
 					after = append(after, Op{Kind: OpStartUnit, Unit: name, Reason: "unmasked"})
 				}
 			case !n.RestartIfChanged:
@@ -420,7 +422,11 @@ func wantDescribe(e *Entry) string {
 	return "a directory"
 }
 
-func hashBytes(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

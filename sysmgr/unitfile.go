@@ -86,7 +86,7 @@ func (u UnitFile) Bool(key string, def bool) bool {
 	return def
 }
 
-// Install returns the symlinks `systemctl enable` would create for unit
+// InstallLinks returns the symlinks `systemctl enable` would create for unit
 // name, as link path -> target, both absolute under /etc/systemd/system.
 func (u UnitFile) InstallLinks(name string) map[string]string {
 	links := map[string]string{}

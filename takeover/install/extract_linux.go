@@ -408,7 +408,10 @@ func removeChildren(fd int, keep func(name string) bool) error {
 func (x *extractor) whiteout(rel, base string) error {
 	x.stats.Whiteouts++
 	dir := path.Dir(rel)
-	pfd, err := x.parent(rel, true)
+	pfd, err := x.parent(rel, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil // nothing below to hide
+	}
 	if err != nil {
 		return x.wrap(rel, err)
 	}

@@ -324,6 +324,7 @@ func TestExtractReplacesSymlinks(t *testing.T) {
 // modes, times, hard links, long names, progress.
 func TestExtractPlain(t *testing.T) {
 	root := t.TempDir()
+	t.Cleanup(func() { os.Chmod(filepath.Join(root, "ro"), 0o755) }) // for TempDir's removal when not root
 	mt := time.Date(2021, 5, 6, 7, 8, 9, 123456789, time.UTC)
 	long := strings.Repeat("d/", 60) + "leaf"
 	data := tarBytes(t,

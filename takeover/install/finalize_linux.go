@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,7 +48,7 @@ func (w *rootFS) WriteFile(rel string, data []byte, mode fs.FileMode, uid, gid i
 		return err
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && os.Geteuid() == 0 {
 		err = f.Chown(uid, gid)
 	}
 	if err == nil {
@@ -135,6 +136,9 @@ func finalizeHostname(w *rootFS, name string) error {
 	if name == "" {
 		return nil
 	}
+	if !validHostname.MatchString(name) || len(name) > 253 {
+		return exitcode.Errorf(exitcode.Usage, "hostname %q: use letters, digits, '-' and '.' (RFC 1123)", name)
+	}
 	short, _, _ := strings.Cut(name, ".")
 	if err := w.WriteFile("etc/hostname", []byte(short+"\n"), 0o644, 0, 0); err != nil {
 		return err
@@ -142,6 +146,8 @@ func finalizeHostname(w *rootFS, name string) error {
 	old, _ := w.r.ReadFile("etc/hosts")
 	return w.WriteFile("etc/hosts", HostsWithName(old, name), 0o644, 0, 0)
 }
+
+var validHostname = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
 // HostsWithName returns /etc/hosts with the Debian-style 127.0.1.1 line
 // naming the host (and localhost kept).
@@ -284,8 +290,10 @@ func finalizeAuthorizedKeys(w *rootFS, keys []string) error {
 	if err := w.r.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := w.r.Lchown(dir, 0, 0); err != nil {
-		return err
+	if os.Geteuid() == 0 {
+		if err := w.r.Lchown(dir, 0, 0); err != nil {
+			return err
+		}
 	}
 	if err := w.r.Chmod(dir, 0o700); err != nil {
 		return err

@@ -327,6 +327,17 @@ func TestFinalizeNetplanAndIfupdown(t *testing.T) {
 	})
 }
 
+func TestFinalizeRefusesBadHostname(t *testing.T) {
+	root := fakeRoot(t)
+	_, err := Finalize(FinalizeOptions{Root: root, Hostname: "web1\n127.0.0.1 evil", Network: NetworkNone})
+	if exitcode.Of(err) != exitcode.Usage {
+		t.Fatalf("got %v", err)
+	}
+	if read(t, root, "etc/hostname") != "old-name\n" {
+		t.Error("hostname written anyway")
+	}
+}
+
 func TestFinalizeRefusesUnfinishedRoot(t *testing.T) {
 	root := fakeRoot(t)
 	os.WriteFile(filepath.Join(root, StateFile), []byte(`{"state":"tainted"}`), 0o600)

@@ -85,14 +85,14 @@ func DetectCompression(b []byte) Compression {
 }
 
 // DetectKind tells a tar (and whether it is an image archive) from a raw disk
-// image by the first bytes of the decompressed stream (at least 1024 of them
-// when there are that many).
+// image by the first bytes of the decompressed stream (up to 32 KiB of them:
+// enough to look past a leading "./" entry).
 func DetectKind(b []byte) (Kind, error) {
 	if bytes.HasPrefix(b, []byte("QFI\xfb")) {
 		return "", fmt.Errorf("the source is a qcow2 image: convert it with `qemu-img convert -O raw` first")
 	}
 	if isTarHeader(b) {
-		if isImageMember(tarName(b)) {
+		if isImageMember(firstMember(b)) {
 			return KindImage, nil
 		}
 		return KindTar, nil
@@ -136,6 +136,31 @@ func isTarHeader(b []byte) bool {
 		return false
 	}
 	return want == sum && b[0] != 0
+}
+
+// firstMember returns the name of the first real member in the headers
+// found in b, past "./" and extended headers (`tar -C dir .` starts with
+// "./").
+func firstMember(b []byte) string {
+	for off := 0; off+512 <= len(b); {
+		h := b[off : off+512]
+		if !isTarHeader(h) {
+			return ""
+		}
+		var size int64
+		fmt.Sscanf(strings.Trim(string(h[124:136]), " \x00"), "%o", &size)
+		off += 512 + int((size+511)/512*512)
+		switch h[156] {
+		case 'x', 'g', 'L', 'K':
+			continue
+		}
+		name := tarName(h)
+		if n := strings.TrimPrefix(name, "./"); n == "" || n == "." {
+			continue
+		}
+		return name
+	}
+	return ""
 }
 
 func tarName(b []byte) string {
@@ -210,7 +235,7 @@ func OpenSource(r io.Reader, format string) (*Source, error) {
 	s.Reader = kbr
 	switch format {
 	case "", FormatAuto:
-		head, err := kbr.Peek(1024)
+		head, err := kbr.Peek(32 << 10)
 		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 			s.Close()
 			return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("reading the source (%s): %w", s.Compression, err))

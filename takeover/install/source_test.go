@@ -30,6 +30,18 @@ func tarOf(t *testing.T, first string) []byte {
 	return b.Bytes()
 }
 
+// dotTar is what `tar -C dir .` makes: a "./" directory, a PAX header,
+// then name.
+func dotTar(t *testing.T, name string) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 2, PAXRecords: map[string]string{"comment": "force a PAX header"}, Format: tar.FormatPAX})
+	tw.Write([]byte("{}"))
+	tw.Close()
+	return b.Bytes()
+}
+
 func compress(t *testing.T, c Compression, data []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
@@ -70,6 +82,7 @@ func TestOpenSourceDetectsCompressionAndKind(t *testing.T) {
 	rootfs := tarOf(t, "bin/sh")
 	image := tarOf(t, "oci-layout")
 	legacy := tarOf(t, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/layer.tar")
+	dotImage := dotTar(t, "./index.json")
 	mbr := make([]byte, 4096)
 	mbr[510], mbr[511] = 0x55, 0xaa
 	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd, CompressionXz, CompressionBzip2} {
@@ -77,7 +90,7 @@ func TestOpenSourceDetectsCompressionAndKind(t *testing.T) {
 			name string
 			data []byte
 			kind Kind
-		}{{"rootfs", rootfs, KindTar}, {"oci", image, KindImage}, {"docker-save", legacy, KindImage}, {"raw", mbr, KindRaw}} {
+		}{{"rootfs", rootfs, KindTar}, {"oci", image, KindImage}, {"docker-save", legacy, KindImage}, {"dot-oci", dotImage, KindImage}, {"dot-rootfs", dotTar(t, "./etc/passwd"), KindTar}, {"raw", mbr, KindRaw}} {
 			t.Run(string(c)+"/"+tc.name, func(t *testing.T) {
 				s, err := OpenSource(bytes.NewReader(compress(t, c, tc.data)), FormatAuto)
 				if err != nil {

@@ -229,6 +229,7 @@ func TestPushExtraFiles(t *testing.T) {
 	os.MkdirAll(filepath.Join(src, "etc/ssh"), 0o755)
 	os.WriteFile(filepath.Join(src, "etc/ssh/sshd_config.d-extra"), []byte("Port 2222\n"), 0o600)
 	os.Symlink("sshd_config.d-extra", filepath.Join(src, "etc/ssh/link"))
+	os.Lchown(filepath.Join(src, "etc/ssh/sshd_config.d-extra"), 1000, 1000) // the operator's uid
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "keep"), []byte("k"), 0o644)
 	if _, err := Push(context.Background(), &localAgent{}, "nivis", ExtractRequest{Root: root, Extra: true}, ExtraFilesTar(src), PushOptions{}); err != nil {
