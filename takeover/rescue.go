@@ -55,6 +55,7 @@ type Takeover struct {
 	hostKey ssh.PublicKey
 	port    int
 	after   *facts.Facts
+	final   *facts.Facts
 }
 
 // Connect opens the first connection and gathers facts.
