@@ -26,10 +26,14 @@ var DefaultModules = []string{
 	"af_packet", "loop",
 }
 
-// deniedHardwareDirs are module directories never pulled in by hardware
-// matching: graphics, sound, cameras and radios are large and useless to
-// a headless rescue system reached over SSH.
+// deniedHardwareDirs are module paths never pulled in by hardware
+// matching: graphics, sound, cameras, radios and the hypervisor (KVM) are
+// large and useless to a headless rescue system reached over SSH, and
+// probing a floppy controller that is not there stalls the boot.
 var deniedHardwareDirs = []string{
+	"kernel/arch/x86/kvm/",
+	"kernel/virt/",
+	"kernel/drivers/block/floppy.ko",
 	"kernel/drivers/gpu/",
 	"kernel/sound/",
 	"kernel/drivers/media/",

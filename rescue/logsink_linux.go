@@ -26,7 +26,7 @@ type logSink struct {
 	// printk reads the console loglevel: kmsg lines below it are echoed
 	// to the console by the kernel, so they are not written there twice.
 	printk func() int
-	format  logrus.Formatter
+	format logrus.Formatter
 }
 
 // newRescueLogger builds the rescue system's logger on the given sinks

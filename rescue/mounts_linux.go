@@ -88,6 +88,7 @@ func unescapeMountPath(s string) string {
 
 // mountPseudo mounts what is missing; failures are returned, not fatal.
 func mountPseudo() (done []string, failures []string) {
+	ownPTS := false
 	mount := func(want []mountOp) {
 		mounted := map[string]string{}
 		if f, err := os.Open("/proc/self/mountinfo"); err == nil {
@@ -103,18 +104,18 @@ func mountPseudo() (done []string, failures []string) {
 				continue
 			}
 			done = append(done, m.String())
+			ownPTS = ownPTS || m.FSType == "devpts"
 		}
 	}
 	mount(pseudoMounts)
 	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
 		mount([]mountOp{efivarsMount})
 	}
-	// A devpts instance of its own needs /dev/ptmx pointing into it.
-	if fi, err := os.Lstat("/dev/ptmx"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		if _, err := os.Stat("/dev/pts/ptmx"); err == nil {
-			_ = os.Remove("/dev/ptmx")
-			_ = os.Symlink("pts/ptmx", "/dev/ptmx")
-		}
+	// The devpts instance mounted here is a new one: /dev/ptmx must point
+	// into it, or PTYs would come from another instance.
+	if fi, err := os.Lstat("/dev/ptmx"); ownPTS && (err != nil || fi.Mode()&os.ModeSymlink == 0) {
+		_ = os.Remove("/dev/ptmx")
+		_ = os.Symlink("pts/ptmx", "/dev/ptmx")
 	}
 	return done, failures
 }

@@ -44,7 +44,7 @@ const (
 type NetOp struct {
 	Kind NetOpKind `json:"kind"`
 	Link string    `json:"link,omitempty"`
-	// OldName is the link's pre-kexec name (rename) ; NewName its target.
+	// NewName is what a rename gives the link: its pre-kexec name.
 	NewName string `json:"new_name,omitempty"`
 	MTU     int    `json:"mtu,omitempty"`
 	// Sysctl: Key relative to /proc/sys/net/ipv6/conf/<link>/, and Value.
@@ -141,8 +141,8 @@ type NetPlan struct {
 // configuration: they may help reach the host, but never win over it.
 const fallbackMetric = 4096
 
-// virtualKinds cannot exist after kexec unless someone recreates them, and
-// nivis recreates only bonds, bridges and vlans.
+// isHardwareKind tells NICs, found again by MAC, from virtual links, which
+// do not survive kexec (nivis recreates only bonds, bridges and vlans).
 func isHardwareKind(kind string) bool {
 	switch kind {
 	case "", "device", "ether":

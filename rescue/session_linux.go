@@ -32,6 +32,10 @@ type session struct {
 	master  *os.File // the PTY's master side once a command runs on it
 	proc    *os.Process
 	started bool
+	// replied is closed once the start request is answered: the exit
+	// status must not overtake that answer, or the client's request
+	// fails with EOF on a command that finished too fast.
+	replied chan struct{}
 	done    chan struct{}
 }
 
@@ -48,7 +52,7 @@ type windowChange struct {
 }
 
 func newSession(s *SSHServer, c *ssh.ServerConn, ch ssh.Channel) *session {
-	return &session{srv: s, conn: c, ch: ch, done: make(chan struct{})}
+	return &session{srv: s, conn: c, ch: ch, replied: make(chan struct{}), done: make(chan struct{})}
 }
 
 // serve answers the channel's requests until the client closes it.
@@ -147,10 +151,12 @@ func (ss *session) handle(req *ssh.Request) {
 			ss.srv.log.Warnf("ssh: %s@%s: %s %q: %v", ss.conn.User(), ss.conn.RemoteAddr(), req.Type, arg.Value, err)
 			fmt.Fprintf(ss.ch.Stderr(), "nivis rescue: %v\r\n", err)
 			reply(false)
+			close(ss.replied)
 			ss.finish(255, "", false)
 			return
 		}
 		reply(true)
+		close(ss.replied)
 	default:
 		// keepalive@openssh.com, auth-agent-req, x11-req, break...: no.
 		reply(false)
@@ -377,6 +383,7 @@ func waitResult(cmd *exec.Cmd, err error) (status int, sig string, core bool) {
 
 // finish reports the exit status (or signal) and closes the channel.
 func (ss *session) finish(status int, sig string, core bool) {
+	<-ss.replied
 	_ = ss.ch.CloseWrite()
 	if sig != "" {
 		_, _ = ss.ch.SendRequest("exit-signal", false, ssh.Marshal(struct {

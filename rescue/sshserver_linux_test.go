@@ -480,3 +480,23 @@ func TestParseAuthorizedKeys(t *testing.T) {
 		t.Errorf("skipped: %q", skipped)
 	}
 }
+
+func netListen(t *testing.T) (net.Listener, error) {
+	t.Helper()
+	return net.Listen("tcp", "127.0.0.1:0")
+}
+
+// A command that leaves a background child holding its stdout still ends
+// (after WaitDelay), unlike OpenSSH, which waits for the child.
+func TestSSHBackgroundChildDoesNotHang(t *testing.T) {
+	ts := startTestServer(t, "tcp", "127.0.0.1:0", nil)
+	c := ts.connect(t)
+	start := time.Now()
+	out, _, err := run(t, c, "sleep 20 & echo started", "")
+	if err != nil || out != "started\n" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s", d)
+	}
+}

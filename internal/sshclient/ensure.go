@@ -48,7 +48,7 @@ type remoteInfo struct {
 // boot writes its sha256 to /run/nivis/agent.sha256.
 const RescueAgentPath = "/nivis/nivis"
 
-const probeScript = `printf 'machine=%s\nuid=%s\nhome=%s\n' "$(uname -m)" "$(id -u)" "$HOME"
+const probeScript = `printf 'machine=%s\nuid=%s\nhome=%s\n' "$(uname -m)" "$(id -u 2>/dev/null)" "$HOME"
 for t in sha256sum sudo doas; do command -v "$t" >/dev/null 2>&1 && echo "$t=yes"; done
 [ -r /run/nivis/agent.sha256 ] && [ -x /nivis/nivis ] && printf 'rescue_agent=%s\n' "$(cat /run/nivis/agent.sha256)"
 true`
@@ -75,6 +75,11 @@ func (c *Client) EnsureAgent(ctx context.Context, sudo bool) (string, error) {
 	if err != nil {
 		return "", exitcode.Wrap(exitcode.Usage, fmt.Errorf("agent binary: %w", err))
 	}
+	if ri.rescueAgent == sum {
+		// The rescue system runs from this very binary: nothing to upload.
+		c.agentCmds[sudo] = RescueAgentPath
+		return RescueAgentPath, nil
+	}
 	dir := c.opts.RemoteAgentDir
 	switch {
 	case dir != "":
@@ -86,11 +91,6 @@ func (c *Client) EnsureAgent(ctx context.Context, sudo bool) (string, error) {
 		return "", exitcode.Errorf(exitcode.Precondition, "%s has no $HOME to cache the nivis agent in; log in as root or as a user with a home directory", c)
 	}
 	remote := path.Join(dir, sum, agentName)
-	if ri.rescueAgent == sum {
-		// The rescue system runs from this very binary: nothing to upload.
-		c.agentCmds[sudo] = RescueAgentPath
-		return RescueAgentPath, nil
-	}
 
 	have := ""
 	if ri.sha256sum {

@@ -1,0 +1,129 @@
+//go:build linux
+
+package rescue
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"sort"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// RebootRequest is what the rescue-reboot verb asks of the running rescue
+// system (through a file and SIGUSR1 to its pid in the marker).
+type RebootRequest struct {
+	// DelaySeconds lets the SSH session that asked end cleanly first.
+	DelaySeconds int  `json:"delay_seconds"`
+	PowerOff     bool `json:"poweroff"`
+}
+
+func (r *rescue) rebootRequested() {
+	if r.log == nil || r.o.RebootRequest == "" {
+		return
+	}
+	b, err := os.ReadFile(r.o.RebootRequest)
+	if err != nil {
+		r.log.Warnf("reboot request: %v", err)
+		return
+	}
+	var req RebootRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		r.log.Warnf("reboot request: %v", err)
+		return
+	}
+	what := "reboot"
+	if req.PowerOff {
+		what = "power off"
+	}
+	delay := time.Duration(max(req.DelaySeconds, 0)) * time.Second
+	r.log.Infof("%s requested: in %s", what, delay)
+	time.AfterFunc(delay, func() { r.reboot("requested by a client", req.PowerOff) })
+}
+
+// reboot unmounts disk filesystems, syncs and reboots (or powers off).
+// Plain reboot returns the host to its old system from its own disk.
+func (r *rescue) reboot(why string, powerOff bool) {
+	r.mu.Lock()
+	if r.rebooting {
+		r.mu.Unlock()
+		return
+	}
+	r.rebooting = true
+	r.mu.Unlock()
+	r.log.Warnf("rebooting (%s)", why)
+	for _, msg := range r.o.releaseDisks() {
+		r.log.Warnf("reboot: %s", msg)
+	}
+	unix.Sync()
+	cmd := unix.LINUX_REBOOT_CMD_RESTART
+	if powerOff {
+		cmd = unix.LINUX_REBOOT_CMD_POWER_OFF
+	}
+	for {
+		err := r.o.Reboot(cmd)
+		if err == nil {
+			return // a test's Reboot returns; the kernel's does not
+		}
+		r.log.Errorf("reboot: %v; trying again in 10s", err)
+		time.Sleep(10 * time.Second)
+	}
+}
+
+// releaseDisks turns swap off and unmounts (or remounts read-only) every
+// filesystem on a block device, deepest first, so nothing is left dirty.
+func releaseDisks() (problems []string) {
+	if f, err := os.Open("/proc/swaps"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 0 && strings.HasPrefix(fields[0], "/") {
+				if err := swapoff(fields[0]); err != nil {
+					problems = append(problems, "swapoff "+fields[0]+": "+err.Error())
+				}
+			}
+		}
+		f.Close()
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	var targets []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(pf) < 5 || len(qf) < 2 {
+			continue
+		}
+		if strings.HasPrefix(qf[1], "/dev/") {
+			targets = append(targets, unescapeMountPath(pf[4]))
+		}
+	}
+	f.Close()
+	sort.Slice(targets, func(i, j int) bool { return len(targets[i]) > len(targets[j]) })
+	for _, t := range targets {
+		if err := unix.Unmount(t, 0); err != nil {
+			if err2 := unix.Mount("", t, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err2 != nil {
+				problems = append(problems, "unmount "+t+": "+err.Error()+"; read-only: "+err2.Error())
+			}
+		}
+	}
+	return problems
+}
+
+func swapoff(path string) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_SWAPOFF, uintptr(unsafe.Pointer(p)), 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
