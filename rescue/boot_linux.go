@@ -375,15 +375,15 @@ func (r *rescue) selfAsShell() {
 		return
 	}
 	// Only inside the image: a test running Run on a developer's machine
-	// must never replace that machine's /bin/sh.
-	if exe == carry.AgentPath {
-		_ = os.MkdirAll("/bin", 0o755)
-		_ = os.Remove("/bin/sh.nivis-tmp")
-		if err := os.Symlink(exe, "/bin/sh.nivis-tmp"); err == nil {
-			err = os.Rename("/bin/sh.nivis-tmp", "/bin/sh")
-			if err != nil {
-				r.failf("agent: /bin/sh: %v", err)
-			}
+	// must never replace that machine's /bin/sh, and has no use for the hash.
+	if exe != carry.AgentPath {
+		return
+	}
+	_ = os.MkdirAll("/bin", 0o755)
+	_ = os.Remove("/bin/sh.nivis-tmp")
+	if err := os.Symlink(exe, "/bin/sh.nivis-tmp"); err == nil {
+		if err := os.Rename("/bin/sh.nivis-tmp", "/bin/sh"); err != nil {
+			r.failf("agent: /bin/sh: %v", err)
 		}
 	}
 	f, err := os.Open(exe)
