@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -101,6 +102,9 @@ type plan struct {
 	baseFiles  int
 	parts      []*part
 	sel        *ModuleSelection
+	// layoutMods are the carried modules Options.Modules resolved to
+	// (the layout's filesystems and block layers), loaded at boot.
+	layoutMods []string
 	tools      []string
 	warnings   []string
 }
@@ -194,6 +198,9 @@ func (pl *plan) planModules(o *Options, have map[string]bool) (*part, error) {
 	names := append(append([]string{}, DefaultModules...), o.Modules...)
 	sel := ix.Select(names, aliases)
 	pl.sel = sel
+	for _, m := range o.Modules {
+		pl.layoutMods = append(pl.layoutMods, ix.Lookup(m)...)
+	}
 	for _, m := range sel.Missing {
 		if contains(o.Modules, m) {
 			pl.warnings = append(pl.warnings, fmt.Sprintf("kernel module %s not found for %s: the layout may fail in the rescue system", m, o.KernelRelease))
@@ -356,6 +363,14 @@ func (pl *plan) planCarry(o *Options, have map[string]bool) (*part, error) {
 	}
 	if pl.sel != nil && len(st.EarlyModules) == 0 {
 		st.EarlyModules = pl.sel.EarlyModules()
+		// The rescue system has no modprobe for the kernel to call on
+		// demand: mount(2) of an ext4 whose module is not loaded fails
+		// with ENODEV. Load what the layout needs at boot.
+		for _, m := range pl.layoutMods {
+			if !slices.Contains(st.EarlyModules, m) {
+				st.EarlyModules = append(st.EarlyModules, m)
+			}
+		}
 	}
 	st.HostKeys = nil
 	for name := range o.HostKeys {

@@ -200,7 +200,7 @@ func TestAssembleAndReadBack(t *testing.T) {
 				len(cs.HostKeys) != 2 || cs.SSHPorts[0] != 2222 {
 				t.Errorf("carry state %+v", cs)
 			}
-			if strings.Join(cs.EarlyModules, ",") != "virtio_pci,virtio_rng" {
+			if strings.Join(cs.EarlyModules, ",") != "virtio_pci,virtio_rng,btrfs,vfat" { // then the layout's (Modules)
 				t.Errorf("early modules %q", cs.EarlyModules)
 			}
 			if k := files["nivis/hostkeys/ssh_host_ed25519_key"]; k.hdr.Mode.Perm() != 0o600 || !bytes.Contains(k.body, []byte("OPENSSH")) {

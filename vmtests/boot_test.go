@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmtests
 
 import (
@@ -31,13 +33,13 @@ func TestBoot(t *testing.T) {
 	Stage(t, "launch-to-ssh", start)
 
 	checks := map[string]string{
-		"uname -r":                      img.KernelRelease,
-		"hostname":                      img.Spec.Hostname,
-		"cat /sys/block/vdb/serial":     "nivis-data1",
-		"cat /sys/block/vdb/size":       "131072", // 64 MiB in sectors
-		"cat /sys/block/nvme0n1/size":   "262144",
-		"cat /sys/block/vda/serial":     "nivis-root",
-		"findmnt -n -o SOURCE /":        "/dev/vda",
+		"uname -r":                    img.KernelRelease,
+		"hostname":                    img.Spec.Hostname,
+		"cat /sys/block/vdb/serial":   "nivis-data1",
+		"cat /sys/block/vdb/size":     "131072", // 64 MiB in sectors
+		"cat /sys/block/nvme0n1/size": "262144",
+		"cat /sys/block/vda/serial":   "nivis-root",
+		"findmnt -n -o SOURCE /":      "/dev/vda",
 		"cat /sys/class/net/*/address | grep -c " + DefaultMAC: "1",
 	}
 	for cmd, want := range checks {
@@ -53,6 +55,9 @@ func TestBoot(t *testing.T) {
 	// udev made the by-id links nivis resolves disks with.
 	if _, err := vm.Run(ctx, "test -e /dev/disk/by-id/virtio-nivis-data1"); err != nil {
 		t.Errorf("by-id link of the extra disk: %v", err)
+	}
+	if st, err := vm.QMP(ctx, "query-status", nil); err != nil || !strings.Contains(string(st), `"running"`) {
+		t.Errorf("QMP query-status: %s, %v; want running", st, err)
 	}
 	serial, err := os.ReadFile(vm.SerialLog)
 	if err != nil || !strings.Contains(string(serial), "Linux version "+img.KernelRelease) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmtests
 
 import (
@@ -94,6 +96,7 @@ func Build(ctx context.Context, spec ImageSpec, o BuildOptions) (*Image, error) 
 	if img, err := loadImage(dir); err == nil {
 		return finish(img, true), nil // another process built it while we waited
 	}
+	removeStale(cache, ".build-image-"+key+"-")
 	r.log("building guest image %s (%s, %d packages) in %s", key, spec.Suite, len(spec.Packages), cache)
 	if err := buildPreflight(); err != nil {
 		return nil, err
@@ -162,6 +165,10 @@ func Build(ctx context.Context, spec ImageSpec, o BuildOptions) (*Image, error) 
 	if err := os.WriteFile(filepath.Join(tmp, manifestName), m, 0o644); err != nil {
 		return nil, err
 	}
+	// MkdirTemp made it private; users other than the builder may boot it.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("publish image: %w", err)
 	}
@@ -227,7 +234,9 @@ func ensureDebs(ctx context.Context, r commandRunner, cache string, spec ImageSp
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	tmp, err := os.MkdirTemp(cache, ".build-debs-")
+	prefix := ".build-debs-" + spec.debsKey() + "-"
+	removeStale(cache, prefix)
+	tmp, err := os.MkdirTemp(cache, prefix)
 	if err != nil {
 		return "", err
 	}
@@ -242,6 +251,15 @@ func ensureDebs(ctx context.Context, r commandRunner, cache string, spec ImageSp
 		return "", err
 	}
 	return path, nil
+}
+
+// removeStale deletes build directories a killed build left behind. The
+// caller holds the lock of the thing they were building, so none is live.
+func removeStale(cache, prefix string) {
+	m, _ := filepath.Glob(filepath.Join(cache, prefix+"*"))
+	for _, d := range m {
+		removeTree(d)
+	}
 }
 
 // kernelRelease finds the one kernel debootstrap installed in tree.

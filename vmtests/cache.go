@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmtests
 
 import (
@@ -109,4 +111,43 @@ func mirrorFrom(name string) string {
 		}
 	}
 	return ""
+}
+
+// Prune deletes cached images other than keep (by Key), e.g. those left by
+// an older configVersion. A running VM keeps its base image open, so it is
+// not disturbed; an image being built is skipped by taking its lock.
+func Prune(ctx context.Context, keep ...*Image) (removed []string, err error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	dirs, _ := filepath.Glob(filepath.Join(cache, "image-*"))
+	for _, d := range dirs {
+		st, err := os.Stat(d)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		key := strings.TrimPrefix(filepath.Base(d), "image-")
+		kept := false
+		for _, k := range keep {
+			kept = kept || (k != nil && k.Key == key)
+		}
+		if kept {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		lock, err := lockFile(lctx, d+".lock")
+		cancel()
+		if err != nil {
+			continue // in use by a build
+		}
+		err = os.RemoveAll(d)
+		os.Remove(d + ".lock")
+		lock.unlock()
+		if err != nil {
+			return removed, err
+		}
+		removed = append(removed, d)
+	}
+	return removed, nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmtests
 
 import (
@@ -75,7 +77,9 @@ func StartVM(t testing.TB, cfg Config) *VM {
 			}
 			saveLogs(t, logs)
 		}
-		vm.Kill()
+		if err := vm.Close(); err != nil {
+			t.Errorf("close VM: %v", err)
+		}
 	})
 	return vm
 }

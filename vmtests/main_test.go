@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmtests
 
 import (
@@ -5,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
-// nivisBin is the nivis binary the VM tests drive guests with, built once by
-// TestMain (only when VM tests run: the build is slow on a shared machine).
+// binDir holds the nivis binary the VM tests drive guests with; it is built
+// on first use (slow on a shared machine, and most runs skip VM tests).
 var (
+	binDir        string
+	nivisOnce     sync.Once
 	nivisBin      string
 	nivisBuildErr error
 )
@@ -20,31 +25,32 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	if os.Getenv("NIVIS_VMTESTS") == "1" {
-		dir, err := os.MkdirTemp("", "nivis-vmtests-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		nivisBin = filepath.Join(dir, "nivis")
-		cmd := exec.Command("go", "build", "-o", nivisBin, "github.com/nivis/nivis/cmd/nivis")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			nivisBuildErr = fmt.Errorf("go build ./cmd/nivis: %w\n%s", err, out)
-		}
+	dir, err := os.MkdirTemp("", "nivis-vmtests-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	defer os.RemoveAll(dir)
+	binDir = dir
 	return m.Run()
 }
 
-// requireNivis returns the nivis binary built by TestMain or fails t.
+// requireNivis returns nivis built from this tree (CGO_ENABLED=0, as
+// released), or fails t.
 func requireNivis(t *testing.T) string {
 	t.Helper()
+	nivisOnce.Do(func() {
+		bin := filepath.Join(binDir, "nivis")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/nivis/nivis/cmd/nivis")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			nivisBuildErr = fmt.Errorf("go build ./cmd/nivis: %w\n%s", err, out)
+			return
+		}
+		nivisBin = bin
+	})
 	if nivisBuildErr != nil {
 		t.Fatal(nivisBuildErr)
-	}
-	if nivisBin == "" {
-		t.Fatal("nivis was not built (TestMain builds it only with NIVIS_VMTESTS=1)")
 	}
 	return nivisBin
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmtests
 
 import (
@@ -109,8 +111,10 @@ type VM struct {
 	// StartedAt is when the current QEMU process started.
 	StartedAt time.Time
 
-	r        commandRunner
-	qmpPath  string
+	r       commandRunner
+	qmpPath string
+	// ownDirs are temporary directories Launch made, removed by Close.
+	ownDirs  []string
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	done     chan struct{}
@@ -118,8 +122,8 @@ type VM struct {
 	launches int
 }
 
-// Launch prepares cfg's disks and starts QEMU. The caller must Kill (or
-// Shutdown) the VM; StartVM does that for tests.
+// Launch prepares cfg's disks and starts QEMU. The caller must Close the VM
+// (after Shutdown, for a clean poweroff); StartVM does that for tests.
 func Launch(ctx context.Context, cfg Config) (*VM, error) {
 	if cfg.Image == nil {
 		return nil, errors.New("vmtests: Config.Image is nil")
@@ -139,14 +143,17 @@ func Launch(ctx context.Context, cfg Config) (*VM, error) {
 	if cfg.Boot == BootFirmware && cfg.Layout != LayoutDisk {
 		return nil, errors.New("vmtests: BootFirmware needs Layout: LayoutDisk (the bare filesystem has no boot loader)")
 	}
+	var own []string
 	if cfg.Dir == "" {
 		d, err := os.MkdirTemp("", "nivis-vm-")
 		if err != nil {
 			return nil, err
 		}
 		cfg.Dir = d
+		own = append(own, d)
 	}
 	vm := &VM{
+		ownDirs:    own,
 		Config:     cfg,
 		Dir:        cfg.Dir,
 		KeyFile:    cfg.Image.KeyFile,
@@ -179,6 +186,7 @@ func (vm *VM) prepare(ctx context.Context) error {
 			return err
 		}
 		vm.qmpPath = filepath.Join(d, "qmp.sock")
+		vm.ownDirs = append(vm.ownDirs, d)
 	}
 	if _, err := os.Stat(vm.KnownHosts); err != nil {
 		if err := os.WriteFile(vm.KnownHosts, nil, 0o600); err != nil {
@@ -309,11 +317,15 @@ func (vm *VM) args() []string {
 
 // start runs QEMU in its own process group on a fresh forwarded port.
 func (vm *VM) start() error {
-	port, err := freePort()
-	if err != nil {
-		return err
+	// A relaunch keeps its port when it can, so known_hosts entries for
+	// [127.0.0.1]:PORT still check the guest's host key.
+	if vm.Port == 0 || !portFree(vm.Port) {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		vm.Port = port
 	}
-	vm.Port = port
 	os.Remove(vm.qmpPath)
 	vm.launches++
 	mode := "kernel"
@@ -407,6 +419,18 @@ func (vm *VM) Kill() {
 	<-done
 }
 
+// Close kills QEMU and removes the temporary directories Launch made (a Dir
+// the caller chose stays).
+func (vm *VM) Close() error {
+	vm.Kill()
+	var errs []error
+	for _, d := range vm.ownDirs {
+		errs = append(errs, os.RemoveAll(d))
+	}
+	vm.ownDirs = nil
+	return errors.Join(errs...)
+}
+
 // Shutdown powers the guest off cleanly (systemctl poweroff over SSH, then
 // ACPI through QMP) and kills QEMU if it has not exited by ctx's end or
 // after two minutes.
@@ -467,6 +491,22 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// Reset presses the guest's reset button (QMP system_reset): a hard reboot
+// without the guest's cooperation.
+func (vm *VM) Reset(ctx context.Context) error {
+	_, err := vm.QMP(ctx, "system_reset", nil)
+	return err
 }
 
 // SerialTail returns the last n lines of the serial console.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package vmtests
 
 import (
@@ -18,12 +20,14 @@ import (
 // (memory, disk, MAC), reboot and see a new boot_id.
 func TestSmoke(t *testing.T) {
 	Require(t)
+	start := time.Now()
 	nivis := requireNivis(t)
+	Stage(t, "build-nivis", start)
 	ctx := context.Background()
 	const memMiB = 1024
 	img := TestImage(t, DefaultSpec())
 
-	start := time.Now()
+	start = time.Now()
 	vm := StartVM(t, Config{Image: img, MemoryMiB: memMiB, CPUs: 2, MAC: DefaultMAC})
 	if _, err := vm.WaitSSH(ctx, SSHTimeout); err != nil {
 		t.Fatal(err)

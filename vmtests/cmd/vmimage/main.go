@@ -1,7 +1,9 @@
+//go:build linux
+
 // Command vmimage builds (or finds in the cache) a nivis test guest image and
 // prints where its files are, so scripts and people can boot it by hand.
 //
-//	go run ./vmtests/cmd/vmimage [-disk] [-packages a,b] [-extra-packages c] [-json]
+//	go run ./vmtests/cmd/vmimage [-disk] [-packages a,b] [-extra-packages c] [-json] [-prune]
 package main
 
 import (
@@ -41,6 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	disk := fs.Bool("disk", false, "also make the bootable GPT disk (BIOS + UEFI)")
 	asJSON := fs.Bool("json", false, "print the image as JSON")
 	quiet := fs.Bool("q", false, "do not log build steps")
+	prune := fs.Bool("prune", false, "delete every other cached image")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,6 +57,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	img, err := vmtests.Build(ctx, spec, o)
 	if err != nil {
 		return err
+	}
+	if *prune {
+		removed, err := vmtests.Prune(ctx, img)
+		for _, d := range removed {
+			fmt.Fprintln(stderr, "removed", d)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	diskPath := ""
 	if *disk {

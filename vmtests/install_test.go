@@ -1,0 +1,275 @@
+//go:build linux
+
+package vmtests
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// installDisk is the blank disk `nivis install` installs to. The config
+// names it /dev/disk/by-id/virtio-target, which disko resolves in Go:
+// the rescue system runs no udev.
+var installDisk = Disk{SizeMiB: 4096, Serial: "target"}
+
+// installConfig renders testdata/install/NAME.yaml for rf and the
+// harness key into a fresh directory and returns the config's path.
+func installConfig(t *testing.T, name string, rf *Rootfs, vm *VM, replace ...string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "install", name+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(vm.KeyFile + ".pub")
+	if err != nil {
+		t.Fatalf("the harness key's public half: %v", err)
+	}
+	r := strings.NewReplacer(append([]string{
+		"@ROOTFS@", rf.Path,
+		"@AUTHORIZED_KEY@", strings.TrimSpace(string(pub)),
+	}, replace...)...)
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(path, []byte(r.Replace(string(raw))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// phaseTable is the "phases:" summary nivis prints on stderr.
+var phaseTable = regexp.MustCompile(`(?s)\nphases:\n(.*?total[^\n]*)`)
+
+func phaseSummary(stderr string) string {
+	if m := phaseTable.FindStringSubmatch(stderr); m != nil {
+		return m[1]
+	}
+	return "(no phase summary)"
+}
+
+// installRun runs `nivis install` with the test's connection flags.
+func installRun(t *testing.T, nivis string, vm *VM, cfg string, extra ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	args := append([]string{"install", "--copy-host-keys", "--yes", "-c", cfg, "-v"}, extra...)
+	start := time.Now()
+	stdout, stderr, code = nivisRun(t, nivis, vm, 45*time.Minute, args...)
+	Stage(t, "nivis "+strings.Join(args, " "), start)
+	t.Logf("nivis install exited %d; phases:\n%s", code, phaseSummary(stderr))
+	return stdout, stderr, code
+}
+
+// powerOffRescue asks the rescue system to power off (it unmounts the
+// target and syncs first) and waits for QEMU to exit.
+func powerOffRescue(t *testing.T, vm *VM) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var out, errb strings.Builder
+	err := vm.RunIO(ctx, "/nivis/nivis agent rescue-reboot", strings.NewReader(`{"delay_seconds":1,"poweroff":true}`), &out, &errb)
+	if err != nil {
+		t.Fatalf("rescue-reboot poweroff: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Fatalf("the rescue system did not power off: %v\n%s", err, vm.SerialTail(30))
+	}
+}
+
+// bootInstalled starts QEMU again on the same port with the install
+// target as its only disk, booted by SeaBIOS and the GRUB nivis
+// installed: no -kernel, and the old root disk is gone.
+func bootInstalled(t *testing.T, vm *VM) {
+	t.Helper()
+	ctx := context.Background()
+	if len(vm.Config.Disks) == 0 {
+		t.Fatal("the VM has no install target disk")
+	}
+	target := vm.Config.Disks[0].Path
+	oldPort := vm.Port
+	vm.Kill()
+	if err := os.Remove(vm.RootDisk); err != nil {
+		t.Fatal(err)
+	}
+	// The launcher keeps a root overlay it finds in the VM's directory.
+	if _, err := vm.r.run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", target, vm.RootDisk); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := vm.Relaunch(ctx, func(c *Config) {
+		c.Disks = nil
+		c.Layout = LayoutDisk
+		c.Boot = BootFirmware
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if vm.Port != oldPort {
+		// known_hosts names [127.0.0.1]:PORT.
+		b, _ := os.ReadFile(vm.KnownHosts)
+		fixed := strings.ReplaceAll(string(b), "[127.0.0.1]:"+strconv.Itoa(oldPort), "[127.0.0.1]:"+strconv.Itoa(vm.Port))
+		if err := os.WriteFile(vm.KnownHosts, []byte(fixed), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := vm.WaitSSH(ctx, SSHTimeout); err != nil {
+		t.Fatal(err)
+	}
+	Stage(t, "boot-installed", start)
+}
+
+// checkInstalled checks the installed system over plain OpenSSH with
+// strict host key checking against the known_hosts nivis wrote before the
+// kexec: the host key was kept.
+func checkInstalled(t *testing.T, vm *VM, hostname, hostKey string) {
+	t.Helper()
+	must := func(cmd string) string {
+		t.Helper()
+		out, err := strictSSH(t, vm, false, cmd)
+		if err != nil {
+			t.Fatalf("strict ssh %q (host key not kept?): %v\n%s", cmd, err, out)
+		}
+		return out
+	}
+	if got := strings.TrimSpace(must("hostname")); got != hostname {
+		t.Errorf("hostname %q, want %q", got, hostname)
+	}
+	fstab := must("cat /etc/fstab")
+	t.Logf("installed /etc/fstab:\n%s", fstab)
+	for _, mp := range []string{"/", "/boot/efi"} {
+		re := regexp.MustCompile(`(?m)^UUID=[0-9A-Fa-f-]+\s+` + regexp.QuoteMeta(mp) + `\s`)
+		if !re.MatchString(fstab) {
+			t.Errorf("/etc/fstab has no UUID= line for %s", mp)
+		}
+	}
+	mounts := must("findmnt -n -o TARGET,SOURCE,FSTYPE / ; findmnt -n -o TARGET,SOURCE,FSTYPE /boot/efi")
+	t.Logf("mounts:\n%s", mounts)
+	if !regexp.MustCompile(`(?m)^/\s+/dev/vda3\s+ext4$`).MatchString(mounts) ||
+		!regexp.MustCompile(`(?m)^/boot/efi\s+/dev/vda2\s+vfat$`).MatchString(mounts) {
+		t.Errorf("want / on /dev/vda3 (ext4) and /boot/efi on /dev/vda2 (vfat), got:\n%s", mounts)
+	}
+	cmdline := must("cat /proc/cmdline")
+	if !strings.Contains(cmdline, "root=UUID=") || !strings.Contains(cmdline, "BOOT_IMAGE=") {
+		t.Errorf("/proc/cmdline %q: want GRUB's BOOT_IMAGE= and root=UUID=", cmdline)
+	}
+	if got := strings.TrimSpace(must("test -d /sys/firmware/efi && echo uefi || echo bios")); got != "bios" {
+		t.Errorf("firmware %q, want bios", got)
+	}
+	if got := strings.TrimSpace(must("cat /etc/ssh/ssh_host_ed25519_key.pub")); got != hostKey {
+		t.Errorf("host key %q, want the guest's original %q", got, hostKey)
+	}
+	if got := must("systemctl is-system-running --wait || true"); !strings.Contains(got, "running") {
+		t.Logf("systemctl is-system-running: %s; failed units:\n%s", got, must("systemctl --failed --no-legend || true"))
+	}
+	t.Logf("installed disk:\n%s", must("lsblk -o NAME,SIZE,TYPE,FSTYPE,PARTLABEL,MOUNTPOINT /dev/vda"))
+}
+
+// startInstallGuest boots the standard guest with the blank target disk
+// and returns it with its ed25519 host key.
+func startInstallGuest(t *testing.T) (*VM, string) {
+	t.Helper()
+	ctx := context.Background()
+	img := TestImage(t, DefaultSpec())
+	start := time.Now()
+	vm := StartVM(t, Config{Image: img, MemoryMiB: 1024, CPUs: 2, MAC: DefaultMAC, Disks: []Disk{installDisk}})
+	if _, err := vm.WaitSSH(ctx, SSHTimeout); err != nil {
+		t.Fatal(err)
+	}
+	Stage(t, "boot", start)
+	key, err := vm.Run(ctx, "cat /etc/ssh/ssh_host_ed25519_key.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm, strings.TrimSpace(key)
+}
+
+// TestInstallBIOS is issue 6's first proof: a Debian guest is taken over
+// with `nivis install` (kexec into the rescue system, GPT with a BIOS boot
+// partition, an ESP and an ext4 root on its second disk, the cached Debian
+// rootfs tarball, GRUB for BIOS), then QEMU boots that disk alone through
+// SeaBIOS and the installed GRUB, and plain OpenSSH with the known_hosts
+// from before the install gets in: hostname, fstab by UUID, mounts and the
+// host key are as declared.
+func TestInstallBIOS(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	vm, hostKey := startInstallGuest(t)
+	cfg := installConfig(t, "bios", rf, vm)
+
+	// The guest boots with -kernel, which QEMU would load again on a
+	// reboot: stay in the rescue system and boot the target disk here.
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	t.Logf("nivis install stdout:\n%s\nstderr (tail):\n%s", out, tail(errOut, 6000))
+	for _, want := range []string{"disk plan:", "/dev/disk/by-id/virtio-target"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("nivis install output lacks %q", want)
+		}
+	}
+	powerOffRescue(t, vm)
+	bootInstalled(t, vm)
+	checkInstalled(t, vm, "installed1", hostKey)
+}
+
+// TestInstallBootloaderFailure: a bootloader step that fails stops the
+// install with exit 5 and a message naming it, and the host is NOT
+// rebooted: it stays in the rescue system with the new system mounted.
+// `--phases install,reboot` with a fixed config then resumes there (no
+// second kexec, no repartitioning) and the result boots.
+func TestInstallBootloaderFailure(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	vm, hostKey := startInstallGuest(t)
+	broken := installConfig(t, "bios", rf, vm, "bootloader: grub",
+		"bootloader: custom\nbootloaderCommand: \"echo nivis-test: no boot loader today >&2; exit 3\"")
+
+	// No --no-reboot: the failure alone must keep the host in the rescue.
+	out, errOut, code := installRun(t, nivis, vm, broken)
+	if code != 5 {
+		t.Fatalf("nivis install with a failing bootloader exited %d, want 5 (change failed)\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	for _, want := range []string{"phase install", "nivis-test: no boot loader today", "NOT be rebooted"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the error output lacks %q:\n%s", want, tail(errOut, 4000))
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\s+install\s+FAILED`).MatchString(phaseSummary(errOut)) {
+		t.Errorf("phase summary does not show the failed install:\n%s", phaseSummary(errOut))
+	}
+	// Still the rescue system, the same boot, the target mounted.
+	bootID, err := strictSSH(t, vm, false, "cat /proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Second) // a reboot scheduled with a delay would have happened by now
+	state, err := strictSSH(t, vm, false, "cat /proc/sys/kernel/random/boot_id; cat /run/nivis/rescue.json; cat /proc/mounts")
+	if err != nil {
+		t.Fatalf("the host is gone after a failed install: %v\n%s", err, vm.SerialTail(40))
+	}
+	if !strings.HasPrefix(state, bootID) || !strings.Contains(state, " /mnt ext4 ") {
+		t.Fatalf("want the same rescue boot with the target mounted at /mnt:\n%s", state)
+	}
+
+	fixed := installConfig(t, "bios", rf, vm)
+	out, errOut, code = installRun(t, nivis, vm, fixed, "--phases", "install,reboot", "--no-reboot")
+	if code != 0 {
+		t.Fatalf("resume exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	sum := phaseSummary(errOut)
+	for _, re := range []string{`(?m)^\s+kexec\s+skipped`, `(?m)^\s+disko\s+skipped`, `(?m)^\s+install\s+ok`} {
+		if !regexp.MustCompile(re).MatchString(sum) {
+			t.Errorf("resume phases: want %s in\n%s", re, sum)
+		}
+	}
+	if after, err := strictSSH(t, vm, false, "cat /proc/sys/kernel/random/boot_id"); err != nil || after != bootID {
+		t.Errorf("the resume kexec'd or rebooted: boot_id %q -> %q (%v)", bootID, after, err)
+	}
+	powerOffRescue(t, vm)
+	bootInstalled(t, vm)
+	checkInstalled(t, vm, "installed1", hostKey)
+}
