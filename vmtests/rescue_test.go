@@ -56,12 +56,30 @@ func strictSSH(t *testing.T, vm *VM, tty bool, command string) (string, error) {
 // plain OpenSSH, with the known_hosts from before and strict checking,
 // gets in on the same address and port.
 func TestRescue(t *testing.T) {
+	rescueAndCheck(t, Config{MemoryMiB: 1024, CPUs: 2, MAC: DefaultMAC}, "")
+}
+
+// TestRescueStaticNetwork: the guest has a static address and no DHCP
+// client; the rescue system must set that address back itself (QEMU's
+// DHCP would hand out another one, which the forwarded port never reaches).
+func TestRescueStaticNetwork(t *testing.T) {
+	rescueAndCheck(t, Config{MemoryMiB: 1024, CPUs: 2, MAC: DefaultMAC, StaticNetwork: true}, staticAddr+"/24")
+}
+
+// TestRescueSmallMemory: the whole takeover in a 512 MiB guest
+// (nixos-anywhere asks for 1.5 GB).
+func TestRescueSmallMemory(t *testing.T) {
+	rescueAndCheck(t, Config{MemoryMiB: 512, CPUs: 1, MAC: DefaultMAC}, "")
+}
+
+func rescueAndCheck(t *testing.T, cfg Config, wantAddr string) {
 	Require(t)
 	nivis := requireNivis(t)
 	ctx := context.Background()
 	img := TestImage(t, DefaultSpec())
 	start := time.Now()
-	vm := StartVM(t, Config{Image: img, MemoryMiB: 1024, CPUs: 2, MAC: DefaultMAC})
+	cfg.Image = img
+	vm := StartVM(t, cfg)
 	if _, err := vm.WaitSSH(ctx, SSHTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +121,11 @@ func TestRescue(t *testing.T) {
 	}
 	if got, _ := strictSSH(t, vm, false, "cat /proc/mounts"); strings.Contains(got, "/dev/vda") {
 		t.Errorf("the old root disk is mounted in the rescue system:\n%s", got)
+	}
+	if wantAddr != "" {
+		if got, err := strictSSH(t, vm, false, "cat /run/nivis/rescue.json"); err != nil || !strings.Contains(got, wantAddr) {
+			t.Errorf("rescue marker %q (err %v) lacks the static address %s", got, err, wantAddr)
+		}
 	}
 	if got, err := strictSSH(t, vm, true, "echo pty-$((6*7))"); err != nil || !strings.Contains(got, "pty-42") {
 		t.Errorf("PTY command: %q %v", got, err)
