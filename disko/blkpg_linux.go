@@ -1,10 +1,12 @@
 package disko
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +50,20 @@ func blkpg(f *os.File, op int32, p kpart) error {
 	return nil
 }
 
+// blkpgRetry retries a BLKPG call that fails with EBUSY for up to five
+// seconds: where udev runs, it opens every partition for a moment after
+// a write (to probe it), and the kernel refuses to drop an open one.
+func blkpgRetry(f *os.File, op int32, p kpart) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := blkpg(f, op, p)
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // syncKernelPartitions makes the kernel's view of the disk's partitions
 // (sysfs) equal want, with BLKPG: add what is missing, resize what moved
 // its end, delete and re-add what moved its start, delete the rest. It
@@ -84,7 +100,7 @@ func syncKernelPartitions(f *os.File, want []kpart, logf func(string, ...any)) e
 		if keep && w.Start == h.Start {
 			continue
 		}
-		if err := blkpg(f, unix.BLKPG_DEL_PARTITION, h); err != nil {
+		if err := blkpgRetry(f, unix.BLKPG_DEL_PARTITION, h); err != nil {
 			return fmt.Errorf("tell the kernel to drop partition %d of %s (BLKPG): %w; is it mounted or in use?", i, f.Name(), err)
 		}
 		logf("kernel: removed partition %d of %s", i, f.Name())
@@ -99,7 +115,7 @@ func syncKernelPartitions(f *os.File, want []kpart, logf func(string, ...any)) e
 			}
 			logf("kernel: added partition %d of %s (%s at byte %d)", w.Index, f.Name(), HumanBytes(w.Length), w.Start)
 		case h.Length != w.Length:
-			if err := blkpg(f, unix.BLKPG_RESIZE_PARTITION, w); err != nil {
+			if err := blkpgRetry(f, unix.BLKPG_RESIZE_PARTITION, w); err != nil {
 				return fmt.Errorf("tell the kernel partition %d of %s changed size (BLKPG resize): %w", w.Index, f.Name(), err)
 			}
 			logf("kernel: resized partition %d of %s to %s", w.Index, f.Name(), HumanBytes(w.Length))

@@ -32,8 +32,8 @@ func commandFor(op *Op, dev string) []string {
 		}
 		argv = append(argv, op.Key.ExtraOpenArgs...)
 		argv = append(argv, keyArgs(op.Key)...)
-		if op.Phase == PhaseFormat {
-			argv = append(argv, "--persistent")
+		if op.Phase == PhaseFormat && (op.Key.AllowDiscards || op.Key.BypassWorkqueues) {
+			argv = append(argv, "--persistent") // keep the flags in the LUKS2 header
 		}
 		return argv
 	case OpLuksAddKey:
@@ -50,7 +50,13 @@ func commandFor(op *Op, dev string) []string {
 		case op.LVMType == "thinlv":
 			argv = append(argv, "-V", op.Size)
 		case strings.Contains(op.Size, "%"):
-			argv = append(argv, "-l", op.Size)
+			// A bare percentage (disko's "100%") means of what is left:
+			// older LVM (Debian 12's 2.03.16) rejects it without a suffix.
+			size := op.Size
+			if strings.HasSuffix(size, "%") {
+				size += "FREE"
+			}
+			argv = append(argv, "-l", size)
 		default:
 			argv = append(argv, "-L", op.Size)
 		}

@@ -38,8 +38,24 @@ func loadOnLoop(t *testing.T, file string, size int64) (*Layout, map[string]stri
 	return l, nodes
 }
 
+// teeRunner runs commands for real and records their argv.
+type teeRunner struct {
+	RecordingRunner
+	real ExecRunner
+}
+
+func (r *teeRunner) Run(ctx context.Context, c Command) ([]byte, error) {
+	r.RecordingRunner.Run(ctx, c)
+	return r.real.Run(ctx, c)
+}
+
 // apply runs mode on the layout and returns the plan and result.
 func apply(t *testing.T, l *Layout, mode, root string) (*Plan, *Result) {
+	t.Helper()
+	return applyWith(t, l, mode, root, nil)
+}
+
+func applyWith(t *testing.T, l *Layout, mode, root string, runner Runner) (*Plan, *Result) {
 	t.Helper()
 	m, err := ParseMode(mode)
 	if err != nil {
@@ -47,7 +63,7 @@ func apply(t *testing.T, l *Layout, mode, root string) (*Plan, *Result) {
 	}
 	var rep config.Report
 	var log bytes.Buffer
-	p, res, err := Apply(context.Background(), l, ApplyOptions{Mode: m, Options: Options{Root: root, Logf: func(f string, a ...any) {
+	p, res, err := Apply(context.Background(), l, ApplyOptions{Mode: m, Options: Options{Root: root, Runner: runner, Logf: func(f string, a ...any) {
 		log.WriteString(strings.TrimRight(fmt.Sprintf(f, a...), "\n") + "\n")
 	}}}, &rep)
 	if err != nil {
@@ -111,7 +127,30 @@ func TestLoopSuite(t *testing.T) {
 		t.Fatalf("mkfs: %v %s", err, out)
 	}
 
-	p, _ := apply(t, l, "destroy,format,mount", root)
+	rec := &teeRunner{}
+	p, _ := applyWith(t, l, "destroy,format,mount", root, rec)
+	// Every tool ran with exactly the argv the plan printed, on the
+	// resolved partition nodes, in plan order.
+	got := strings.Join(rec.Argvs(), "\n")
+	want := strings.Join([]string{
+		"wipefs -a -f " + node,
+		"mkfs.vfat " + node + "p2",
+		"mkfs.ext4 -L nivisroot " + node + "p3",
+		"mkswap " + node + "p4",
+		"mkfs.xfs " + node + "p5",
+		"mkfs.btrfs " + node + "p6 -f",
+	}, "\n")
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("commands run:\n%s\nwant them to start with:\n%s", got, want)
+	}
+	for _, sv := range []string{"/home", "/home/user", "/nix", "/swap"} {
+		if !strings.Contains(got, "btrfs subvolume create ") || !strings.Contains(got, sv+"\n") && !strings.HasSuffix(got, sv) {
+			t.Errorf("no btrfs subvolume create for %s in:\n%s", sv, got)
+		}
+	}
+	if !strings.Contains(got, "btrfs filesystem mkswapfile --size 32M ") {
+		t.Errorf("no mkswapfile in:\n%s", got)
+	}
 	if !strings.Contains(p.String(), "DESTROY") || !strings.Contains(p.String(), `whole-disk ext4 "previous"`) {
 		t.Errorf("the plan does not show plainly what is destroyed:\n%s", p)
 	}

@@ -2,6 +2,7 @@ package disko
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"golang.org/x/sys/unix"
@@ -67,6 +69,9 @@ func Execute(ctx context.Context, p *Plan, o Options) (*Result, error) {
 		x.event(i, *op, "started", "")
 		o.Logf("[started]  %d/%d %s", i+1, len(p.Ops), op.Summary)
 		skip, err := x.do(op)
+		if err == nil && skip == "" {
+			x.settle(op)
+		}
 		if err != nil {
 			o.Logf("[failed]   %d/%d %s: %v", i+1, len(p.Ops), op.Summary, err)
 			x.event(i, *op, "failed", err.Error())
@@ -145,6 +150,47 @@ func (x *executor) resolveDisks() error {
 		x.result.Devices[d.Device] = node
 	}
 	return nil
+}
+
+// settle waits, boundedly, for udev to finish with the events an op
+// caused where udev runs: closing a disk written to makes udev re-read its
+// partition table, and names like /dev/md/x or /dev/disk/by-* come from
+// udev there.
+func (x *executor) settle(op *Op) {
+	switch op.Op {
+	case OpWipe, OpGPT, OpHybridMBR, OpParted, OpMdadmCreate, OpLuksOpen, OpLVCreate, OpVGActivate, OpMkfs, OpMkswap, OpLuksFormat, OpPVCreate:
+	default:
+		return
+	}
+	if !udevRunning() {
+		return
+	}
+	if _, ok := FindTool("udevadm"); !ok {
+		return
+	}
+	timeout := x.o.UdevWait
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	switch op.Op {
+	case OpMkfs, OpMkswap, OpLuksFormat, OpPVCreate, OpMdadmCreate:
+		// udev's watch does not always see a new signature: ask it to look,
+		// so that its /dev/disk/by-uuid links and database are right.
+		var nodes []string
+		for _, d := range append([]string{op.Device}, op.Members...) {
+			if n := x.result.Devices[d]; n != "" {
+				nodes = append(nodes, n)
+			}
+		}
+		if len(nodes) > 0 {
+			if err := x.run(append([]string{"udevadm", "trigger", "--action=change"}, nodes...), nil, nil); err != nil {
+				x.o.Logf("warning: udevadm trigger: %v", err)
+			}
+		}
+	}
+	if err := x.run([]string{"udevadm", "settle", fmt.Sprintf("--timeout=%d", int(timeout.Seconds()))}, nil, nil); err != nil {
+		x.o.Logf("warning: udev did not settle in %s: %v", timeout, err)
+	}
 }
 
 func (x *executor) cleanup() {
@@ -300,17 +346,23 @@ func (x *executor) do(op *Op) (string, error) {
 		}
 		return "", x.run(commandFor(op, ""), nil, nil)
 	case OpVGCreate:
-		if x.exists("lvm", "vgdisplay", op.Name) {
-			return "volume group exists", nil
-		}
 		o := *op
 		o.Members = nil
 		for _, m := range op.Members {
-			n, err := x.res.Resolve(x.ctx, m)
+			n, err := x.member(m)
 			if err != nil {
 				return "", err
 			}
 			o.Members = append(o.Members, n)
+		}
+		if x.exists("lvm", "vgs", op.Name) {
+			// It exists: it must be this layout's, on these very PVs.
+			for _, n := range o.Members {
+				if vg, err := x.pvVG(n); err != nil || vg != op.Name {
+					return "", fmt.Errorf("a volume group %s exists already, but %s is not in it (it is in %q): an old or foreign VG has this name; remove it (lvm vgremove %s) or wipe its disks, then run again", op.Name, n, vg, op.Name)
+				}
+			}
+			return "volume group exists", nil
 		}
 		return "", x.run(commandFor(&o, ""), nil, nil)
 	case OpLVCreate:
@@ -318,7 +370,15 @@ func (x *executor) do(op *Op) (string, error) {
 			return "logical volume exists", nil
 		}
 		return "", x.run(commandFor(op, ""), nil, nil)
-	case OpVGActivate, OpVGDeactivate:
+	case OpVGActivate:
+		if x.lvsActive(op.VG, op.Members) == len(op.Members) && len(op.Members) > 0 {
+			return "its logical volumes are active", nil
+		}
+		return "", x.run(commandFor(op, ""), nil, nil)
+	case OpVGDeactivate:
+		if x.lvsActive(op.VG, op.Members) == 0 {
+			return "its logical volumes are not active", nil
+		}
 		return "", x.run(commandFor(op, ""), nil, nil)
 	case OpMdadmCreate:
 		return x.mdadmCreate(op)
@@ -332,6 +392,58 @@ func (x *executor) do(op *Op) (string, error) {
 		return x.swapoff(op)
 	}
 	return "", fmt.Errorf("unknown operation %q", op.Op)
+}
+
+// pvVG asks LVM which VG the PV on node belongs to ("" for none), in
+// JSON: the one place the agent reads a tool's report, never its prose.
+func (x *executor) pvVG(node string) (string, error) {
+	out, err := x.o.Runner.Run(x.ctx, Command{Argv: []string{"lvm", "pvs", "--reportformat", "json", "-o", "vg_name", node}})
+	if err != nil {
+		return "", err
+	}
+	var rep struct {
+		Report []struct {
+			PV []struct {
+				VG string `json:"vg_name"`
+			} `json:"pv"`
+		} `json:"report"`
+	}
+	if i := strings.IndexByte(string(out), '{'); i >= 0 {
+		out = out[i:] // warnings come first on the same stream
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Report) == 0 || len(rep.Report[0].PV) == 0 {
+		return "", fmt.Errorf("lvm pvs %s: unexpected report: %s", node, out)
+	}
+	return rep.Report[0].PV[0].VG, nil
+}
+
+// lvsActive counts the VG's logical volumes that device-mapper has.
+func (x *executor) lvsActive(vg string, lvs []string) int {
+	_ = x.res.refresh()
+	n := 0
+	for _, lv := range lvs {
+		dm := strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--")
+		for _, b := range x.res.devs {
+			if b.DMName == dm {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// member resolves a member of a VG or array: the node an earlier op of
+// this run found for it (by disk and partition number), else by name.
+func (x *executor) member(name string) (string, error) {
+	if n := x.result.Devices[name]; n != "" {
+		return n, nil
+	}
+	n, err := x.res.Resolve(x.ctx, name)
+	if err == nil {
+		x.result.Devices[name] = n
+	}
+	return n, err
 }
 
 // key returns what goes on cryptsetup's stdin, if anything.
@@ -519,7 +631,17 @@ func (x *executor) deactivate(op *Op) (string, error) {
 				return "", err
 			}
 		case strings.HasPrefix(d.Name, "md"):
-			if err := x.run([]string{"mdadm", "--stop", d.Node()}, nil, nil); err != nil {
+			// A stopped array can linger in sysfs for a moment; only a
+			// running (or assembling) one needs stopping.
+			state := readTrim(filepath.Join(sysfsRoot, d.Name, "md", "array_state"))
+			if state == "" || state == "clear" {
+				continue
+			}
+			node, err := ensureNode(d)
+			if err != nil {
+				return "", err
+			}
+			if err := x.run([]string{"mdadm", "--stop", node}, nil, nil); err != nil {
 				return "", err
 			}
 		default:
@@ -635,7 +757,11 @@ func (x *executor) hook(op *Op) error {
 		}
 		env = append(env, k+"="+v)
 	}
-	return x.run([]string{"sh", "-c", op.Script}, nil, env)
+	shell := "sh"
+	if _, ok := FindTool("bash"); ok {
+		shell = "bash" // disko's hooks are bash snippets
+	}
+	return x.run([]string{shell, "-c", op.Script}, nil, env)
 }
 
 // gpt writes the partition table: partitions that exist are kept (their
@@ -726,8 +852,12 @@ func (x *executor) gpt(op *Op) (string, error) {
 		return "", err
 	}
 	for _, s := range op.Partitions {
-		if _, err := x.res.PartitionOf(x.ctx, node, s.Index); err != nil {
+		pn, err := x.res.PartitionOf(x.ctx, node, s.Index)
+		if err != nil {
 			return "", fmt.Errorf("partition %d of %s did not appear: %w", s.Index, node, err)
+		}
+		if s.Device != "" {
+			x.result.Devices[s.Device] = pn
 		}
 	}
 	if !changed {
@@ -830,7 +960,7 @@ func (x *executor) mdadmCreate(op *Op) (string, error) {
 	o := *op
 	o.Members = nil
 	for _, m := range op.Members {
-		n, err := x.res.Resolve(x.ctx, m)
+		n, err := x.member(m)
 		if err != nil {
 			return "", err
 		}
@@ -843,6 +973,7 @@ func (x *executor) mdadmCreate(op *Op) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("the new array did not appear: %w", err)
 	}
+	x.result.Devices[op.Device] = node
 	// mdadm arrays can show a stale partition table from an earlier life.
 	f, err := os.OpenFile(node, os.O_RDWR, 0)
 	if err != nil {

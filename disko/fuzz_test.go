@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/nivis/nivis/internal/config"
 )
@@ -34,6 +35,12 @@ func FuzzParsePlan(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		start := time.Now()
+		defer func() {
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("parse+plan took %s: too slow for %d bytes of input", d, len(data))
+			}
+		}()
 		l, r := ParseBytes(data)
 		if l == nil {
 			return

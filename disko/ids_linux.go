@@ -58,4 +58,3 @@ func (h hostIDs) PartUUID(dev string) (string, error) {
 	}
 	return "", fmt.Errorf("%s: partition %d not in the GPT", dev, b.Partition)
 }
-

@@ -69,6 +69,13 @@ func newLoop(t testing.TB, size int64) (node, image string) {
 		dev = f
 	}
 	img.Close()
+	if dev != nil {
+		// A loop device can keep partitions someone announced before it
+		// was detached; a fresh disk has none.
+		if err := syncKernelPartitions(dev, nil, func(string, ...any) {}); err != nil {
+			t.Fatalf("drop stale partitions of %s: %v", node, err)
+		}
+	}
 	if dev == nil {
 		t.Fatal("no free loop device")
 	}

@@ -95,6 +95,7 @@ type Op struct {
 type PartSpec struct {
 	Index      int    `json:"index"`
 	Key        string `json:"key"`
+	Device     string `json:"device"` // the partition as the layout names it
 	Label      string `json:"label"`
 	TypeGUID   string `json:"typeGUID"`
 	UUID       string `json:"uuid,omitempty"`
@@ -592,7 +593,7 @@ func (b *planner) createIn(c Content, disk string, d *Disk, idx int, cur *Signat
 					attrs |= 1 << uint(a)
 				}
 			}
-			ps := PartSpec{Index: pt.Index, Key: pt.Key, Label: pt.Label, TypeGUID: pt.TypeGUID, UUID: pt.UUID, Attributes: attrs,
+			ps := PartSpec{Index: pt.Index, Key: pt.Key, Device: pt.Device, Label: pt.Label, TypeGUID: pt.TypeGUID, UUID: pt.UUID, Attributes: attrs,
 				Start: pt.Start, End: pt.End, Alignment: pt.Alignment}
 			if pl, ok := b.placed[disk][pt.Index]; ok && d != nil {
 				ps.StartSector, ps.EndSector = pl.start, pl.end
@@ -600,7 +601,7 @@ func (b *planner) createIn(c Content, disk string, d *Disk, idx int, cur *Signat
 			specs = append(specs, ps)
 		}
 		op := Op{Op: OpGPT, Phase: PhaseFormat, Object: p, Disk: disk, Device: dev, Partitions: specs,
-			Summary: fmt.Sprintf("write a GPT with %d partitions to %s and tell the kernel (BLKPG)", len(specs), dev)}
+			Summary: fmt.Sprintf("write a GPT with %s to %s and tell the kernel (BLKPG)", plural(len(specs), "partition"), dev)}
 		if d != nil && len(b.kept[disk]) == len(x.Sorted) && len(x.Sorted) > 0 {
 			op.Skip = "all partitions exist already"
 		}
@@ -857,13 +858,26 @@ func (b *planner) collect() (mounts []mountEntry, swaps []swapEntry, luks []Op, 
 
 func (b *planner) target(mp string) string { return path.Join(b.o.Root, mp) }
 
+// lvNames lists the logical volumes of the VG named vg.
+func (b *planner) lvNames(vg string) []string {
+	var out []string
+	for _, k := range sortedKeys(b.l.LVMVGs) {
+		if v := b.l.LVMVGs[k]; v.Name == vg {
+			for _, lv := range v.SortedLVs() {
+				out = append(out, lv.Name)
+			}
+		}
+	}
+	return out
+}
+
 func (b *planner) mountPhase() {
 	mounts, swaps, luks, vgs := b.collect()
 	for _, op := range luks {
 		b.add(op)
 	}
 	for _, vg := range vgs {
-		b.add(Op{Op: OpVGActivate, Phase: PhaseMount, Object: b.l.Path, VG: vg, Summary: "activate the logical volumes of " + vg})
+		b.add(Op{Op: OpVGActivate, Phase: PhaseMount, Object: b.l.Path, VG: vg, Members: b.lvNames(vg), Summary: "activate the logical volumes of " + vg})
 	}
 	for _, m := range mounts {
 		env := hookEnv(m.kind, m.name, m.device, m.fstype, m.mountpoint)
@@ -908,7 +922,7 @@ func (b *planner) unmountPhase() {
 		b.hook(PhaseUnmount, m.obj, m.disk, "postUnmountHook", m.hooks.PostUnmount, env)
 	}
 	for i := len(vgs) - 1; i >= 0; i-- {
-		b.add(Op{Op: OpVGDeactivate, Phase: PhaseUnmount, Object: b.l.Path, VG: vgs[i], Summary: "deactivate the logical volumes of " + vgs[i]})
+		b.add(Op{Op: OpVGDeactivate, Phase: PhaseUnmount, Object: b.l.Path, VG: vgs[i], Members: b.lvNames(vgs[i]), Summary: "deactivate the logical volumes of " + vgs[i]})
 	}
 	for i := len(luks) - 1; i >= 0; i-- {
 		op := luks[i]

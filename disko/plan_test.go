@@ -2,8 +2,10 @@ package disko
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -90,6 +92,15 @@ func TestGoldenPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, name+".plan.txt", []byte(p.String()))
+			fstab, err := l.Fstab(fakeIDs{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			crypttab, err := l.Crypttab(fakeIDs{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".fstab.txt", []byte(fstab+"\n"+crypttab))
 			golden(t, name+".plan.json", js.Bytes())
 		})
 	}
@@ -114,4 +125,17 @@ func golden(t *testing.T, name string, got []byte) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs from the golden file; run go test ./disko -update and review the diff\n--- got ---\n%s", name, got)
 	}
+}
+
+// fakeIDs derives stable UUIDs from device names for golden fstabs.
+type fakeIDs struct{}
+
+func (fakeIDs) UUID(dev string) (string, error) {
+	h := sha256.Sum256([]byte(dev))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16]), nil
+}
+
+func (fakeIDs) PartUUID(dev string) (string, error) {
+	h := sha256.Sum256([]byte("part" + dev))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16]), nil
 }

@@ -150,6 +150,9 @@ func (l *Layout) Validate(r *config.Report, h *Host, m Mode) {
 		z := l.Zpools[k]
 		v.need("zpool", z.Path)
 		v.need("zfs", z.Path)
+		if h != nil && h.HasTool != nil && h.HasTool("zpool") {
+			v.errorf(z.Path, "not supported by nivis yet: zpool %q (ZFS pools and datasets); create it by hand after format, or use btrfs", k)
+		}
 		if len(members[DeviceRef{"zpool", k}]) == 0 {
 			if _, hasMode := z.Raw["mode"].(map[string]any); !hasMode {
 				v.errorf(z.Path, "zpool %q has no members: no content of type zfs names it", k)
@@ -292,6 +295,9 @@ func (v *validator) content(c Content, parentPath string) {
 		}
 	case *BcachefsMember:
 		v.need("bcachefs", p)
+		if v.h != nil && v.h.HasTool != nil && v.h.HasTool("bcachefs") {
+			v.errorf(p, "not supported by nivis yet: multi-device bcachefs; use a filesystem with format = \"bcachefs\" for one device")
+		}
 	}
 }
 
