@@ -21,7 +21,7 @@ var DefaultModules = []string{
 	"virtio_rng",
 	"virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "virtio_console",
 	"nvme", "ahci", "sd_mod", "sr_mod", "scsi_mod",
-	"ext4", "xfs", "btrfs", "vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8",
+	"ext4", "xfs", "btrfs", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8",
 	"dm_mod", "dm_crypt", "md_mod", "raid0", "raid1",
 	"af_packet", "loop",
 }

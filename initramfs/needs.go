@@ -23,7 +23,7 @@ var features = map[string]Needs{
 	"ext2":  {Modules: []string{"ext4"}, Tools: []string{"mkfs.ext4"}},
 	"xfs":   {Modules: []string{"xfs"}, Tools: []string{"mkfs.xfs"}},
 	"btrfs": {Modules: []string{"btrfs"}, Tools: []string{"mkfs.btrfs"}},
-	"vfat":  {Modules: []string{"vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8"}, Tools: []string{"mkfs.vfat"}},
+	"vfat":  {Modules: []string{"vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8"}, Tools: []string{"mkfs.vfat"}}, // Debian's default iocharset is ascii
 	"f2fs":  {Modules: []string{"f2fs"}, Tools: []string{"mkfs.f2fs"}},
 	"swap":  {Tools: []string{"mkswap"}},
 	// dm-crypt and the ciphers cryptsetup's defaults use (aes-xts-plain64,

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `make demo`: boot a Debian guest under QEMU and point nivis at it.
+# `make demo`: boot a Debian guest under QEMU, point nivis at it, then
+# `nivis install` it onto its second disk with a built-in example config
+# (vmtests/cmd/demo/example-host.yaml) and boot that disk alone.
 # Installs what it needs (scripts/deps.sh), builds nivis and the demo driver,
 # then runs vmtests/cmd/demo, which builds or reuses the cached guest image
-# and prints each phase with its time. Extra arguments go to the driver
-# (-keep leaves the guest running, -v logs every command).
+# and rootfs tarball and prints each phase with its time. Extra arguments go
+# to the driver (-keep leaves the guest running, -v logs every command,
+# -install=false stops after nivis facts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -361,8 +361,13 @@ func checkGuest(t *testing.T, vm *VM, l *disko.Layout, guestDisk map[string]stri
 			case *disko.MDRaid:
 				want = "linux_raid_member"
 			}
-			if want != "" && str(got.FSType) != want {
-				t.Errorf("%s partition %d: fstype %q, want %q", k, p.Index, str(got.FSType), want)
+			if want != "" {
+				// blkid -p reads the disk itself; lsblk's FSTYPE is udev's
+				// view of it (the by-uuid links come from there).
+				probed := strings.TrimSpace(guest(t, vm, "blkid -p -o value -s TYPE /dev/"+got.Name+" || true"))
+				if probed != want || str(got.FSType) != want {
+					t.Errorf("%s partition %d: blkid -p %q, udev %q; want %q", k, p.Index, probed, str(got.FSType), want)
+				}
 			}
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,56 +61,24 @@ func installRun(t *testing.T, nivis string, vm *VM, cfg string, extra ...string)
 	return stdout, stderr, code
 }
 
-// powerOffRescue asks the rescue system to power off (it unmounts the
-// target and syncs first) and waits for QEMU to exit.
+// powerOffRescue powers the rescue system off (target unmounted, synced).
 func powerOffRescue(t *testing.T, vm *VM) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	var out, errb strings.Builder
-	err := vm.RunIO(ctx, "/nivis/nivis agent rescue-reboot", strings.NewReader(`{"delay_seconds":1,"poweroff":true}`), &out, &errb)
-	if err != nil {
-		t.Fatalf("rescue-reboot poweroff: %v\n%s\n%s", err, out.String(), errb.String())
-	}
-	if err := vm.Wait(ctx); err != nil {
-		t.Fatalf("the rescue system did not power off: %v\n%s", err, vm.SerialTail(30))
+	if err := PowerOffRescue(ctx, vm); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// bootInstalled starts QEMU again on the same port with the install
-// target as its only disk, booted by SeaBIOS and the GRUB nivis
-// installed: no -kernel, and the old root disk is gone.
+// bootInstalled boots the install target alone through SeaBIOS and the
+// GRUB nivis installed, on the same port, and waits for SSH.
 func bootInstalled(t *testing.T, vm *VM) {
 	t.Helper()
 	ctx := context.Background()
-	if len(vm.Config.Disks) == 0 {
-		t.Fatal("the VM has no install target disk")
-	}
-	target := vm.Config.Disks[0].Path
-	oldPort := vm.Port
-	vm.Kill()
-	if err := os.Remove(vm.RootDisk); err != nil {
-		t.Fatal(err)
-	}
-	// The launcher keeps a root overlay it finds in the VM's directory.
-	if _, err := vm.r.run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", target, vm.RootDisk); err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	if err := vm.Relaunch(ctx, func(c *Config) {
-		c.Disks = nil
-		c.Layout = LayoutDisk
-		c.Boot = BootFirmware
-	}); err != nil {
+	if err := BootInstalled(ctx, vm, 0); err != nil {
 		t.Fatal(err)
-	}
-	if vm.Port != oldPort {
-		// known_hosts names [127.0.0.1]:PORT.
-		b, _ := os.ReadFile(vm.KnownHosts)
-		fixed := strings.ReplaceAll(string(b), "[127.0.0.1]:"+strconv.Itoa(oldPort), "[127.0.0.1]:"+strconv.Itoa(vm.Port))
-		if err := os.WriteFile(vm.KnownHosts, []byte(fixed), 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if _, err := vm.WaitSSH(ctx, SSHTimeout); err != nil {
 		t.Fatal(err)

@@ -4,12 +4,15 @@
 // guest image, boots it under QEMU, points nivis at it the way a user would
 // and prints what nivis reports, with the time of every phase.
 //
-// Phases are a list so that later work (nivis install, booting the installed
-// disk) slots in as more entries.
+// After `nivis facts` it runs `nivis install` with a built-in example config
+// (example-host.yaml: GPT with BIOS boot, ESP and ext4 root on the guest's
+// second disk, a cached Debian rootfs tarball, GRUB), then boots QEMU from
+// that disk alone and shows what came up.
 package main
 
 import (
 	"context"
+	_ "embed"
 	"flag"
 	"fmt"
 	"io"
@@ -43,12 +46,23 @@ type demo struct {
 	cpus    int
 	verbose bool
 	keep    bool
+	install bool
 	out     io.Writer
 	logf    func(string, ...any)
 
-	img *vmtests.Image
-	vm  *vmtests.VM
+	img    *vmtests.Image
+	rootfs *vmtests.Rootfs
+	vm     *vmtests.VM
 }
+
+// exampleHost is the install config the demo applies; @ROOTFS@ and
+// @AUTHORIZED_KEY@ are filled in at run time.
+//
+//go:embed example-host.yaml
+var exampleHost string
+
+// installPhases are left out with -install=false.
+var installPhases = map[string]bool{"rootfs": true, "install": true, "boot-installed": true}
 
 // phase is one named step of the demo.
 type phase struct {
@@ -56,12 +70,14 @@ type phase struct {
 	run  func(d *demo, ctx context.Context) (note string, err error)
 }
 
-// phases in order. The install issue adds "install" (nivis install with a
-// built-in example config) and "boot-installed" (BootFromDisk) after "facts".
+// phases in order.
 var phases = []phase{
 	{"image", (*demo).image},
+	{"rootfs", (*demo).buildRootfs},
 	{"boot", (*demo).boot},
 	{"facts", (*demo).facts},
+	{"install", (*demo).runInstall},
+	{"boot-installed", (*demo).bootInstalled},
 	{"shutdown", (*demo).shutdown},
 }
 
@@ -74,6 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&d.cpus, "cpus", 2, "guest CPUs")
 	fs.BoolVar(&d.verbose, "v", false, "log every command the harness runs")
 	fs.BoolVar(&d.keep, "keep", false, "leave the guest running at the end and wait for Ctrl-C")
+	fs.BoolVar(&d.install, "install", true, "also run nivis install and boot the installed disk")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,11 +114,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var timings []timing
 	total := time.Now()
-	for i, p := range phases {
+	run := phases
+	if !d.install {
+		run = nil
+		for _, p := range phases {
+			if !installPhases[p.name] {
+				run = append(run, p)
+			}
+		}
+	}
+	for i, p := range run {
 		if p.name == "shutdown" && d.keep {
 			d.waitForInterrupt(ctx)
 		}
-		fmt.Fprintf(stdout, "==> [%d/%d] %s\n", i+1, len(phases), p.name)
+		fmt.Fprintf(stdout, "==> [%d/%d] %s\n", i+1, len(run), p.name)
 		start := time.Now()
 		note, err := p.run(d, ctx)
 		took := time.Since(start)
@@ -140,13 +166,19 @@ func (d *demo) image(ctx context.Context) (string, error) {
 }
 
 func (d *demo) boot(ctx context.Context) (string, error) {
-	vm, err := vmtests.Launch(ctx, vmtests.Config{
+	cfg := vmtests.Config{
 		Image:     d.img,
 		Name:      "nivis-demo",
 		MemoryMiB: d.memMiB,
 		CPUs:      d.cpus,
 		Logf:      d.logf,
-	})
+	}
+	if d.install {
+		// The install target: a blank disk the guest sees as
+		// /dev/disk/by-id/virtio-target.
+		cfg.Disks = []vmtests.Disk{{SizeMiB: 4096, Serial: "target"}}
+	}
+	vm, err := vmtests.Launch(ctx, cfg)
 	if err != nil {
 		return "", err
 	}
@@ -161,19 +193,92 @@ func (d *demo) boot(ctx context.Context) (string, error) {
 }
 
 func (d *demo) facts(ctx context.Context) (string, error) {
-	args := []string{"facts",
+	return "", d.runNivis(ctx, "facts")
+}
+
+// runNivis runs nivis VERB against the guest the way a user would, with
+// the guest's key and a known_hosts that learns its host key now and
+// checks it on every later connection.
+func (d *demo) runNivis(ctx context.Context, verb string, flags ...string) error {
+	args := append([]string{verb,
 		"-p", strconv.Itoa(d.vm.Port), "-i", d.vm.KeyFile,
 		"-o", "UserKnownHostsFile=" + d.vm.KnownHosts,
-		"-o", "StrictHostKeyChecking=accept-new",
-		vmtests.SSHTarget}
+		"-o", "StrictHostKeyChecking=accept-new"}, flags...)
+	args = append(args, vmtests.SSHTarget)
 	fmt.Fprintf(d.out, "    $ %s %s\n\n", filepath.Base(d.nivis), strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, d.nivis, args...)
 	w := newIndent(d.out)
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("nivis facts: %w", err)
+		return fmt.Errorf("nivis %s: %w", verb, err)
 	}
-	return "", nil
+	return nil
+}
+
+func (d *demo) buildRootfs(ctx context.Context) (string, error) {
+	fmt.Fprintln(d.out, "    the system to install: a Debian bookworm rootfs tarball (kernel, GRUB, systemd, sshd), cached")
+	rf, err := vmtests.BuildRootfs(ctx, vmtests.BuildOptions{Logf: d.logf})
+	if err != nil {
+		return "", err
+	}
+	d.rootfs = rf
+	how := "built"
+	if rf.CacheHit {
+		how = "cache hit"
+	}
+	return fmt.Sprintf("%s %s, %d MiB", how, rf.Key, rf.Size>>20), nil
+}
+
+// runInstall writes the example config and runs nivis install. The guest
+// was started with -kernel, which QEMU would boot again on a reboot, so
+// nivis leaves the host in its rescue system (--no-reboot) and the demo
+// powers it off and boots the installed disk itself.
+func (d *demo) runInstall(ctx context.Context) (string, error) {
+	pub, err := os.ReadFile(d.vm.KeyFile + ".pub")
+	if err != nil {
+		return "", err
+	}
+	text := strings.NewReplacer("@ROOTFS@", d.rootfs.Path, "@AUTHORIZED_KEY@", strings.TrimSpace(string(pub))).Replace(exampleHost)
+	cfg := filepath.Join(d.vm.Dir, "host.yaml")
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(d.out, "    %s:\n", cfg)
+	w := newIndent(newIndent(d.out))
+	io.WriteString(w, text)
+	fmt.Fprintln(d.out)
+	if err := d.runNivis(ctx, "install", "-c", cfg, "--yes", "--no-reboot"); err != nil {
+		return "", err
+	}
+	fmt.Fprintln(d.out, "\n    powering the rescue system off")
+	pctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	return "", vmtests.PowerOffRescue(pctx, d.vm)
+}
+
+// bootInstalled boots QEMU from the installed disk alone (SeaBIOS and the
+// GRUB nivis installed) and shows the result over SSH with strict host key
+// checking against the known_hosts from before the install.
+func (d *demo) bootInstalled(ctx context.Context) (string, error) {
+	if err := vmtests.BootInstalled(ctx, d.vm, 0); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(d.out, "    QEMU booting the installed disk through SeaBIOS and GRUB, SSH on 127.0.0.1:%d\n", d.vm.Port)
+	up, err := d.vm.WaitSSH(ctx, vmtests.SSHTimeout)
+	if err != nil {
+		return "", err
+	}
+	script := `echo "hostname: $(hostname)"; echo "kernel:   $(uname -r) ($(cat /proc/cmdline))"; echo; lsblk -o NAME,SIZE,TYPE,FSTYPE,PARTLABEL,MOUNTPOINT; echo; cat /etc/fstab`
+	args := []string{"-p", strconv.Itoa(d.vm.Port), "-i", d.vm.KeyFile, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + d.vm.KnownHosts, vmtests.SSHTarget, script}
+	fmt.Fprintln(d.out, "    $ ssh -o StrictHostKeyChecking=yes (the known_hosts from before the install) ...")
+	cmd := exec.CommandContext(ctx, "ssh", args...)
+	w := newIndent(newIndent(d.out))
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("ssh into the installed system with the old host key: %w", err)
+	}
+	return "SSH after " + up.Round(100*time.Millisecond).String() + ", same host key", nil
 }
 
 func (d *demo) shutdown(ctx context.Context) (string, error) {
