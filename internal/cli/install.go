@@ -93,12 +93,16 @@ host is NOT rebooted.`,
 				}
 				opts.Chown = append(opts.Chown, ch)
 			}
-			for i := 0; i+1 < len(diskKeys); i += 2 {
-				data, err := os.ReadFile(diskKeys[i+1])
-				if err != nil {
-					return exitcode.Errorf(exitcode.Usage, "--disk-encryption-keys %s: %v", diskKeys[i+1], err)
+			for _, v := range diskKeys {
+				remote, local, ok := splitPair(v)
+				if !ok || !strings.HasPrefix(remote, "/") {
+					return exitcode.Errorf(exitcode.Usage, "--disk-encryption-keys %q: want REMOTE LOCAL, REMOTE an absolute path on the host (e.g. --disk-encryption-keys /tmp/secret.key ./secret.key)", strings.ReplaceAll(v, pairSep, " "))
 				}
-				opts.DiskKeys = append(opts.DiskKeys, install.SecretFile{Path: diskKeys[i], Data: data})
+				data, err := os.ReadFile(local)
+				if err != nil {
+					return exitcode.Errorf(exitcode.Usage, "--disk-encryption-keys %s %s: %v", remote, local, err)
+				}
+				opts.DiskKeys = append(opts.DiskKeys, install.SecretFile{Path: remote, Data: data})
 			}
 			raw, _ := os.ReadFile(cfgFile)
 			var bar *progress.Bar
@@ -153,33 +157,21 @@ host is NOT rebooted.`,
 	f.StringVar(&diskoMode, "disko-mode", "destroy,format,mount", "destroy,format,mount | format,mount | mount")
 	f.BoolVar(&copyKeys, "copy-host-keys", false, "give the installed system the host's current SSH host keys")
 	f.StringVar(&extraFiles, "extra-files", "", "directory copied into the installed system's root")
-	f.StringArrayVar(&chowns, "chown", nil, "PATH UID:GID, as one argument \"PATH UID:GID\" (repeatable)")
-	f.StringArrayVar(&diskKeys, "disk-encryption-keys", nil, "REMOTE LOCAL: write the local file LOCAL to REMOTE on the host before disko (repeatable; give the flag twice per pair or as \"REMOTE LOCAL\")")
+	f.StringArrayVar(&chowns, "chown", nil, "PATH UID:GID: chown -R PATH (from --extra-files) in the installed system; two arguments (repeatable)")
+	f.StringArrayVar(&diskKeys, "disk-encryption-keys", nil, "REMOTE LOCAL: write the local file LOCAL to REMOTE on the host before disko; two arguments (repeatable)")
 	f.BoolVar(&noReboot, "no-reboot", false, "stay in the rescue system after installing")
 	f.BoolVar(&dryRun, "dry-run", false, "print the host's facts, the disk plan, the source and the bootloader, and stop")
 	kf.add(cmd, false)
-	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
-		// Accept --disk-encryption-keys "REMOTE LOCAL" as one value too.
-		var flat []string
-		for _, v := range diskKeys {
-			flat = append(flat, strings.Fields(v)...)
-		}
-		if len(flat)%2 != 0 {
-			return exitcode.Errorf(exitcode.Usage, "--disk-encryption-keys takes pairs: REMOTE LOCAL")
-		}
-		diskKeys = flat
-		return nil
-	}
 	return cmd
 }
 
 func parseChown(v string) (install.Chown, error) {
-	p, owner, ok := strings.Cut(strings.TrimSpace(v), " ")
-	uid, gid, ok2 := strings.Cut(strings.TrimSpace(owner), ":")
+	p, owner, ok := splitPair(v)
+	uid, gid, ok2 := strings.Cut(owner, ":")
 	u, err1 := strconv.Atoi(uid)
 	gg, err2 := strconv.Atoi(gid)
 	if !ok || !ok2 || err1 != nil || err2 != nil {
-		return install.Chown{}, exitcode.Errorf(exitcode.Usage, "--chown %q: want \"PATH UID:GID\" with numeric ids", v)
+		return install.Chown{}, exitcode.Errorf(exitcode.Usage, "--chown %s: want PATH UID:GID with numeric ids (e.g. --chown /home/alice 1000:100)", strings.ReplaceAll(v, pairSep, " "))
 	}
 	return install.Chown{Path: p, UID: u, GID: gg}, nil
 }

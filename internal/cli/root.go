@@ -87,7 +87,7 @@ Targets are [user@]host[:port] or a Host alias from ~/.ssh/config.`,
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	g := &Globals{Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	root := NewRoot(g)
-	root.SetArgs(args)
+	root.SetArgs(pairFlags(args))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
