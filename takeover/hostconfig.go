@@ -2,7 +2,9 @@ package takeover
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/nivis/nivis/disko"
 	"github.com/nivis/nivis/internal/config"
+	"github.com/nivis/nivis/takeover/install"
 )
 
 // HostConfig is the config kind "Host": what `nivis install` makes a host.
@@ -101,6 +104,13 @@ func (h *HostConfig) Validate(ctx *config.Context) {
 	default:
 		if _, err := os.Stat(ctx.Resolve(src)); err != nil {
 			ctx.Errorf("$.system.source", "system.source: %v", err)
+		} else if h.System.Format == "auto" {
+			k, err := detectFormat(ctx.Resolve(src))
+			if err != nil {
+				ctx.Errorf("$.system.source", "system.source %s: %v", src, err)
+			} else {
+				h.System.Format = k
+			}
 		}
 	}
 	for i, k := range h.RootAuthorizedKeys {
@@ -186,4 +196,31 @@ func (h *HostConfig) Features() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// detectFormat tells what a local source holds, for format: auto: an OCI
+// layout directory, or a file whose (decompressed) first bytes are a tar,
+// an image archive or a disk image.
+func detectFormat(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.IsDir() {
+		if _, err := os.Stat(filepath.Join(path, "oci-layout")); err != nil {
+			return "", fmt.Errorf("a directory source must be an OCI image layout (with an oci-layout file)")
+		}
+		return install.FormatOCI, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	s, err := install.OpenSource(f, install.FormatAuto)
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	return string(s.Kind), nil
 }

@@ -242,6 +242,9 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(in.Config.Dir, path)
 	}
+	if sys.Format == install.FormatOCI {
+		return in.pushImage(ctx, r, agentCmd, path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return exitcode.Wrap(exitcode.Usage, err)
@@ -266,6 +269,55 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 	in.Log.WithFields(logrus.Fields{
 		"files": res.Stats.Files, "wire_mib": res.Received >> 20, "seconds": time.Since(start).Round(time.Second).Seconds(),
 	}).Info("system extracted")
+	return nil
+}
+
+// pushImage sends an OCI layout or image archive the client has at hand
+// layer by layer, in order: the host applies each with its whiteouts and
+// never needs room for the image's blobs.
+func (in *Install) pushImage(ctx context.Context, r Runner, agentCmd, path string) error {
+	arch := ""
+	if f := in.Facts(); f != nil {
+		arch = f.Arch
+	}
+	im, err := install.OpenImage(path, arch)
+	if err != nil {
+		return err
+	}
+	defer im.Close()
+	var total, base int64
+	for _, l := range im.Layers {
+		total += l.Size
+	}
+	start := time.Now()
+	var files int64
+	for i, l := range im.Layers {
+		rc, err := l.Open()
+		if err != nil {
+			return exitcode.Wrap(exitcode.Usage, err)
+		}
+		n := i
+		req := install.ExtractRequest{Root: TargetRoot, Format: install.FormatTar, Layer: &n}
+		res, err := install.Push(ctx, r, agentCmd, req, rc, install.PushOptions{
+			OnRead: func(done int64) {
+				if in.Opts.Progress != nil && base+done < total {
+					in.Opts.Progress(base+done, total)
+				}
+			},
+		})
+		rc.Close()
+		if err != nil {
+			return exitcode.Wrap(exitcode.Change, fmt.Errorf("install layer %d (%s) of %s: %w", i, l.Digest, in.Config.System.Source, err))
+		}
+		base += l.Size
+		files += res.Stats.Files
+	}
+	if in.Opts.Progress != nil {
+		in.Opts.Progress(total, total)
+	}
+	in.Log.WithFields(logrus.Fields{
+		"layers": len(im.Layers), "files": files, "seconds": time.Since(start).Round(time.Second).Seconds(),
+	}).Info("image extracted")
 	return nil
 }
 
