@@ -37,6 +37,9 @@ type HostConfig struct {
 	// BootloaderCommand is run in the new system's chroot when
 	// bootloader is "custom".
 	BootloaderCommand string `yaml:"bootloaderCommand"`
+	// Firmware is what GRUB is installed for: auto (what the host booted
+	// with), bios, uefi, or both (a disk that boots either way).
+	Firmware string `yaml:"firmware"`
 
 	// Layout is the parsed disko tree (nil for a raw image).
 	Layout *disko.Layout `yaml:"-"`
@@ -76,6 +79,13 @@ func (h *HostConfig) Validate(ctx *config.Context) {
 		}
 	default:
 		ctx.Errorf("$.bootloader", "unknown bootloader %q; one of grub, systemd-boot, none, custom", h.Bootloader)
+	}
+	switch h.Firmware {
+	case "", "auto":
+		h.Firmware = "auto"
+	case "bios", "uefi", "both":
+	default:
+		ctx.Errorf("$.firmware", "unknown firmware %q; one of auto, bios, uefi, both", h.Firmware)
 	}
 	if h.Network == "" {
 		h.Network = "keep"

@@ -164,8 +164,12 @@ func (in *Install) tables(ctx context.Context) error {
 
 func (in *Install) install(ctx context.Context) error {
 	if in.Opts.DryRun {
-		fmt.Fprintf(in.Out, "install: %s (%s) into %s, bootloader %s, network %s\n",
-			in.Config.System.Source, in.Config.System.Format, TargetRoot, in.Config.Bootloader, in.Config.Network)
+		into := TargetRoot
+		if in.Config.System.Format == install.FormatRaw {
+			into = in.Config.System.Device + " (the whole disk is overwritten)"
+		}
+		fmt.Fprintf(in.Out, "install: %s (%s) into %s, bootloader %s (firmware %s), network %s\n",
+			in.Config.System.Source, in.Config.System.Format, into, in.Config.Bootloader, in.Config.Firmware, in.Config.Network)
 		return nil
 	}
 	r, ok := in.conn.(Runner)
@@ -207,6 +211,9 @@ func (in *Install) install(ctx context.Context) error {
 		in.Log.Warn(w)
 	}
 	boot := install.BootloaderOptions{Root: TargetRoot, Kind: in.Config.Bootloader}
+	if in.Config.Firmware != "auto" {
+		boot.Firmware = in.Config.Firmware
+	}
 	if in.Config.BootloaderCommand != "" {
 		boot.Command = []string{"/bin/sh", "-c", in.Config.BootloaderCommand}
 	}

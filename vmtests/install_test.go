@@ -29,10 +29,12 @@ func installConfig(t *testing.T, name string, rf *Rootfs, vm *VM, replace ...str
 	if err != nil {
 		t.Fatalf("the harness key's public half: %v", err)
 	}
-	r := strings.NewReplacer(append([]string{
+	// The test's replacements come first: NewReplacer applies the first
+	// pair that matches.
+	r := strings.NewReplacer(append(append([]string(nil), replace...),
 		"@ROOTFS@", rf.Path,
 		"@AUTHORIZED_KEY@", strings.TrimSpace(string(pub)),
-	}, replace...)...)
+	)...)
 	path := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(path, []byte(r.Replace(string(raw))), 0o644); err != nil {
 		t.Fatal(err)
@@ -86,10 +88,19 @@ func bootInstalled(t *testing.T, vm *VM) {
 	Stage(t, "boot-installed", start)
 }
 
+// installed is what checkInstalled expects of an installed guest.
+type installed struct {
+	hostname, hostKey string
+	firmware          string // bios or uefi
+	root, esp         string // the partitions mounted at / and /boot/efi
+}
+
+var biosInstalled = installed{hostname: "installed1", firmware: "bios", root: "/dev/vda3", esp: "/dev/vda2"}
+
 // checkInstalled checks the installed system over plain OpenSSH with
 // strict host key checking against the known_hosts nivis wrote before the
 // kexec: the host key was kept.
-func checkInstalled(t *testing.T, vm *VM, hostname, hostKey string) {
+func checkInstalled(t *testing.T, vm *VM, w installed) {
 	t.Helper()
 	must := func(cmd string) string {
 		t.Helper()
@@ -99,8 +110,8 @@ func checkInstalled(t *testing.T, vm *VM, hostname, hostKey string) {
 		}
 		return out
 	}
-	if got := strings.TrimSpace(must("hostname")); got != hostname {
-		t.Errorf("hostname %q, want %q", got, hostname)
+	if got := strings.TrimSpace(must("hostname")); got != w.hostname {
+		t.Errorf("hostname %q, want %q", got, w.hostname)
 	}
 	fstab := must("cat /etc/fstab")
 	t.Logf("installed /etc/fstab:\n%s", fstab)
@@ -112,19 +123,19 @@ func checkInstalled(t *testing.T, vm *VM, hostname, hostKey string) {
 	}
 	mounts := must("findmnt -n -o TARGET,SOURCE,FSTYPE / ; findmnt -n -o TARGET,SOURCE,FSTYPE /boot/efi")
 	t.Logf("mounts:\n%s", mounts)
-	if !regexp.MustCompile(`(?m)^/\s+/dev/vda3\s+ext4$`).MatchString(mounts) ||
-		!regexp.MustCompile(`(?m)^/boot/efi\s+/dev/vda2\s+vfat$`).MatchString(mounts) {
-		t.Errorf("want / on /dev/vda3 (ext4) and /boot/efi on /dev/vda2 (vfat), got:\n%s", mounts)
+	if !regexp.MustCompile(`(?m)^/\s+`+w.root+`\s+ext4$`).MatchString(mounts) ||
+		!regexp.MustCompile(`(?m)^/boot/efi\s+`+w.esp+`\s+vfat$`).MatchString(mounts) {
+		t.Errorf("want / on %s (ext4) and /boot/efi on %s (vfat), got:\n%s", w.root, w.esp, mounts)
 	}
 	cmdline := must("cat /proc/cmdline")
 	if !strings.Contains(cmdline, "root=UUID=") || !strings.Contains(cmdline, "BOOT_IMAGE=") {
 		t.Errorf("/proc/cmdline %q: want GRUB's BOOT_IMAGE= and root=UUID=", cmdline)
 	}
-	if got := strings.TrimSpace(must("test -d /sys/firmware/efi && echo uefi || echo bios")); got != "bios" {
-		t.Errorf("firmware %q, want bios", got)
+	if got := strings.TrimSpace(must("test -d /sys/firmware/efi && echo uefi || echo bios")); got != w.firmware {
+		t.Errorf("firmware %q, want %s", got, w.firmware)
 	}
-	if got := strings.TrimSpace(must("cat /etc/ssh/ssh_host_ed25519_key.pub")); got != hostKey {
-		t.Errorf("host key %q, want the guest's original %q", got, hostKey)
+	if got := strings.TrimSpace(must("cat /etc/ssh/ssh_host_ed25519_key.pub")); got != w.hostKey {
+		t.Errorf("host key %q, want the guest's original %q", got, w.hostKey)
 	}
 	if got := must("systemctl is-system-running --wait || true"); !strings.Contains(got, "running") {
 		t.Logf("systemctl is-system-running: %s; failed units:\n%s", got, must("systemctl --failed --no-legend || true"))
@@ -134,12 +145,16 @@ func checkInstalled(t *testing.T, vm *VM, hostname, hostKey string) {
 
 // startInstallGuest boots the standard guest with the blank target disk
 // and returns it with its ed25519 host key.
-func startInstallGuest(t *testing.T) (*VM, string) {
+func startInstallGuest(t *testing.T, tweak ...func(*Config)) (*VM, string) {
 	t.Helper()
 	ctx := context.Background()
 	img := TestImage(t, DefaultSpec())
 	start := time.Now()
-	vm := StartVM(t, Config{Image: img, MemoryMiB: 1024, CPUs: 2, MAC: DefaultMAC, Disks: []Disk{installDisk}})
+	cfg := Config{Image: img, MemoryMiB: 1024, CPUs: 2, MAC: DefaultMAC, Disks: []Disk{installDisk}}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	vm := StartVM(t, cfg)
 	if _, err := vm.WaitSSH(ctx, SSHTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +194,9 @@ func TestInstallBIOS(t *testing.T) {
 	}
 	powerOffRescue(t, vm)
 	bootInstalled(t, vm)
-	checkInstalled(t, vm, "installed1", hostKey)
+	w := biosInstalled
+	w.hostKey = hostKey
+	checkInstalled(t, vm, w)
 }
 
 // TestInstallBootloaderFailure: a bootloader step that fails stops the
@@ -238,5 +255,95 @@ func TestInstallBootloaderFailure(t *testing.T) {
 	}
 	powerOffRescue(t, vm)
 	bootInstalled(t, vm)
-	checkInstalled(t, vm, "installed1", hostKey)
+	w := biosInstalled
+	w.hostKey = hostKey
+	checkInstalled(t, vm, w)
+}
+
+// TestInstallUEFI: the same takeover on a guest that runs under OVMF: an
+// ESP and an ext4 root, GRUB for UEFI (also at the removable-media path,
+// which OVMF boots on a disk it has no boot entry for), then OVMF boots
+// the target disk alone.
+func TestInstallUEFI(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	vm, hostKey := startInstallGuest(t, func(c *Config) { c.UEFI = true })
+	if got, err := vm.Run(context.Background(), "test -d /sys/firmware/efi && echo uefi"); err != nil || strings.TrimSpace(got) != "uefi" {
+		t.Fatalf("the guest did not boot under UEFI: %q %v", got, err)
+	}
+	cfg := installConfig(t, "uefi", rf, vm)
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	powerOffRescue(t, vm)
+	bootInstalled(t, vm)
+	checkInstalled(t, vm, installed{hostname: "installed-uefi", hostKey: hostKey, firmware: "uefi", root: "/dev/vda2", esp: "/dev/vda1"})
+	if out, err := strictSSH(t, vm, false, "ls /boot/efi/EFI/BOOT/ /boot/efi/EFI/debian/"); err != nil || !strings.Contains(out, "BOOTX64.EFI") || !strings.Contains(out, "grubx64.efi") {
+		t.Errorf("ESP contents: %v\n%s", err, out)
+	}
+}
+
+// TestInstallOCI installs from an OCI image layout with two layers (the
+// rootfs as a zstd layer, then a gzip layer adding a file and deleting
+// another with a whiteout), pushed layer by layer, and boots it.
+func TestInstallOCI(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	oci := TestOCI(t, rf)
+	vm, hostKey := startInstallGuest(t)
+	cfg := installConfig(t, "bios", rf, vm, "@ROOTFS@", oci)
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	if !strings.Contains(errOut, "image extracted") || !strings.Contains(errOut, "layers=2") {
+		t.Errorf("the install did not apply the image's two layers:\n%s", tail(errOut, 4000))
+	}
+	powerOffRescue(t, vm)
+	bootInstalled(t, vm)
+	w := biosInstalled
+	w.hostKey = hostKey
+	checkInstalled(t, vm, w)
+	got, err := strictSSH(t, vm, false, "cat "+OCIMarker+"; test -e "+OCIWhiteout+" && echo whiteout-ignored || echo whiteout-applied")
+	if err != nil || !strings.Contains(got, "added by the second OCI layer") || !strings.Contains(got, "whiteout-applied") {
+		t.Errorf("layer 2 not applied as an overlay: %v\n%s", err, got)
+	}
+}
+
+// TestInstallRaw writes a raw disk image (the harness's own bootable GPT
+// image: BIOS boot, ESP, root with GRUB) to the target disk, with no disko
+// layout, and boots that disk alone. The image carries its own host key,
+// the same as the guest's, so strict host key checking still passes.
+func TestInstallRaw(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	raw, err := TestImage(t, DefaultSpec()).BootDisk(context.Background())
+	if err != nil {
+		t.Fatalf("the test image's raw disk: %v", err)
+	}
+	st, err := os.Stat(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, hostKey := startInstallGuest(t, func(c *Config) {
+		c.Disks = []Disk{{SizeMiB: int(st.Size()>>20) + 64, Serial: "target"}}
+	})
+	cfg := installConfig(t, "raw", &Rootfs{}, vm, "@RAW@", raw)
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	powerOffRescue(t, vm)
+	bootInstalled(t, vm)
+	got, err := strictSSH(t, vm, false, "cat /etc/ssh/ssh_host_ed25519_key.pub; findmnt -n -o SOURCE,FSTYPE /; cat /proc/cmdline")
+	if err != nil {
+		t.Fatalf("strict ssh into the raw-installed guest: %v\n%s", err, got)
+	}
+	t.Logf("raw-installed guest:\n%s", got)
+	if !strings.HasPrefix(got, hostKey) || !strings.Contains(got, "/dev/vda3 ext4") || !strings.Contains(got, "BOOT_IMAGE=") {
+		t.Errorf("want the image's system booted by its GRUB from /dev/vda3, got:\n%s", got)
+	}
 }
