@@ -3,13 +3,17 @@
 package vmtests
 
 import (
+	"archive/tar"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // installDisk is the blank disk `nivis install` installs to. The config
@@ -239,6 +243,17 @@ func TestInstallBootloaderFailure(t *testing.T) {
 		t.Fatalf("want the same rescue boot with the target mounted at /mnt:\n%s", state)
 	}
 
+	// A hostile tarball pushed into the same rescue system is refused and
+	// writes nothing outside the target root.
+	hostile := installConfig(t, "bios", rf, vm, "@ROOTFS@", hostileTar(t))
+	out, errOut, code = installRun(t, nivis, vm, hostile, "--phases", "install", "--no-reboot")
+	if code != 2 || !strings.Contains(errOut, "outside") {
+		t.Errorf("a hostile tarball: exit %d, want 2 and a refusal naming the escape\n%s", code, tail(errOut, 4000))
+	}
+	if got, err := strictSSH(t, vm, false, "ls -d /tmp/nivis-pwned /tmp/nivis-dotdot /nivis-abs 2>/dev/null; true"); err != nil || strings.TrimSpace(got) != "" {
+		t.Errorf("the hostile tarball wrote outside the root: %q %v", got, err)
+	}
+
 	fixed := installConfig(t, "bios", rf, vm)
 	out, errOut, code = installRun(t, nivis, vm, fixed, "--phases", "install,reboot", "--no-reboot")
 	if code != 0 {
@@ -346,4 +361,89 @@ func TestInstallRaw(t *testing.T) {
 	if !strings.HasPrefix(got, hostKey) || !strings.Contains(got, "/dev/vda3 ext4") || !strings.Contains(got, "BOOT_IMAGE=") {
 		t.Errorf("want the image's system booted by its GRUB from /dev/vda3, got:\n%s", got)
 	}
+}
+
+// TestInstallSmallMemory: a 512 MiB, 1 vCPU guest installs the Debian
+// rootfs, whose tar is bigger than the guest's RAM (779 MiB unpacked from
+// 230 MiB of zstd): the stream is never held whole, neither in the
+// client's wire nor in the in-RAM rescue system.
+func TestInstallSmallMemory(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	plain, err := zstdContentSize(rf.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ramMiB = 512
+	if plain>>20 <= ramMiB {
+		t.Fatalf("the rootfs unpacks to %d MiB: not bigger than the guest's %d MiB", plain>>20, ramMiB)
+	}
+	t.Logf("rootfs: %d MiB zstd, %d MiB tar; guest RAM %d MiB", rf.Size>>20, plain>>20, ramMiB)
+	vm, hostKey := startInstallGuest(t, func(c *Config) { c.MemoryMiB, c.CPUs = ramMiB, 1 })
+	cfg := installConfig(t, "bios", rf, vm)
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s\nserial:\n%s", code, out, tail(errOut, 16000), vm.SerialTail(60))
+	}
+	mem, err := strictSSH(t, vm, false, "grep -E 'MemTotal|MemAvailable' /proc/meminfo; du -sxm /mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rescue system after the install:\n%s", mem)
+	powerOffRescue(t, vm)
+	bootInstalled(t, vm)
+	w := biosInstalled
+	w.hostKey = hostKey
+	checkInstalled(t, vm, w)
+}
+
+// zstdContentSize is the unpacked size of a zstd file, by decoding it.
+func zstdContentSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		return 0, err
+	}
+	defer zr.Close()
+	return io.Copy(io.Discard, zr)
+}
+
+// hostileTar writes a tarball whose entries try to leave the root: an
+// absolute symlink then a file through it, a ".." path, an absolute path.
+func hostileTar(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "hostile.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	body := []byte("pwned\n")
+	for _, h := range []*tar.Header{
+		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/hostname", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))},
+		{Name: "evil", Typeflag: tar.TypeSymlink, Linkname: "/tmp", Mode: 0o777},
+		{Name: "evil/nivis-pwned", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))},
+		{Name: "../../tmp/nivis-dotdot", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))},
+		{Name: "/nivis-abs", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write(body)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

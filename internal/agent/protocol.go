@@ -167,6 +167,12 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string { return e.Message }
 
+// ExitCode is the category the agent gave the error; a plain failure is
+// no category, so the caller's own applies.
+func (e *RemoteError) ExitCode() (exitcode.Code, bool) {
+	return e.Code, e.Code != exitcode.OK && e.Code != exitcode.Failure
+}
+
 // Call runs `AGENT agent VERB` through r, sends req, delivers events to
 // onEvent (may be nil) and decodes the result into resp (may be nil).
 // agentCmd is the remote command prefix that starts the agent, e.g.

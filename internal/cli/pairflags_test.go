@@ -61,7 +61,7 @@ func TestInstallTwoArgumentFlags(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rootfs.tar"), make([]byte, 10240), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cfg, []byte("apiVersion: nivis/v1alpha1\nkind: Host\nhostname: h\ndisko:\n  disk:\n    main:\n      type: disk\n      device: /dev/vdb\n      content:\n        type: gpt\n        partitions:\n          root:\n            size: 100%\n            content: {type: filesystem, format: ext4, mountpoint: /}\nsystem:\n  source: rootfs.tar\nbootloader: none\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("apiVersion: nivis/v1alpha1\nkind: Host\nhostname: h\ndisko:\n  disk:\n    main:\n      type: disk\n      device: /dev/vdb\n      content:\n        type: gpt\n        partitions:\n          root:\n            size: 100%\n            content: {type: filesystem, format: ext4, mountpoint: /}\nsystem:\n  source: rootfs.tar\n  format: tar\nbootloader: none\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

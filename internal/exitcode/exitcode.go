@@ -50,17 +50,35 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
+// Coder is an error that knows its exit code without being an *Error,
+// e.g. an error the agent reported from the host. ok is false when the
+// error carries no specific category.
+type Coder interface {
+	ExitCode() (code Code, ok bool)
+}
+
 // Wrap tags err with code; nil stays nil. An error already tagged keeps its
 // innermost code, which is the most specific one.
 func Wrap(code Code, err error) error {
 	if err == nil {
 		return nil
 	}
-	var e *Error
-	if errors.As(err, &e) {
+	if _, ok := tagged(err); ok {
 		return err
 	}
 	return &Error{Code: code, Err: err}
+}
+
+func tagged(err error) (Code, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code, true
+	}
+	var c Coder
+	if errors.As(err, &c) {
+		return c.ExitCode()
+	}
+	return Failure, false
 }
 
 // Errorf formats an error tagged with code.
@@ -73,9 +91,6 @@ func Of(err error) Code {
 	if err == nil {
 		return OK
 	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return Failure
+	code, _ := tagged(err)
+	return code
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install figures: the time of each `nivis install` phase on a Debian guest
+# under QEMU (TCG), and the install phase (unpacking the Debian rootfs into
+# the freshly formatted target, bootloader none) against the baseline the
+# issue names: `ssh host 'tar -xf /dev/stdin /mnt' < rootfs.tar` with
+# OpenSSH into the same rescue system, in the same run, alternating arms.
+# Goal: nivis at most 1.0x. Takes 20-40 minutes; needs root.
+# Usage: bench/install.sh [RUNS]   (default 2 runs per arm)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+NIVIS_VMTESTS=1 NIVIS_BENCH=1 NIVIS_BENCH_RUNS=${1:-2} go test -count=1 -run 'TestBenchInstall$' -v -timeout 120m ./vmtests/ >"$log" 2>&1 || { tail -60 "$log"; exit 1; }
+grep '^BENCH phase' "$log" | awk '{printf "%-28s %s\n", "phase " $3, $4}'
+grep '^BENCH rootfs' "$log" | sed 's/^BENCH //'
+echo
+printf '%-6s %-12s %-12s %s\n' run nivis openssh ratio
+for r in $(grep '^BENCH run' "$log" | awk '{print $3}' | sort -un); do
+	n=$(grep "^BENCH run $r nivis " "$log" | awk '{print $5}' | tr -d s)
+	o=$(grep "^BENCH run $r openssh " "$log" | awk '{print $5}' | tr -d s)
+	printf '%-6s %-12s %-12s %s\n' "$r" "${n}s" "${o}s" "$(awk -v n="$n" -v o="$o" 'BEGIN{printf "%.2fx", n/o}')"
+done
+n=$(grep '^BENCH run [0-9]* nivis ' "$log" | awk '{s+=$5} END{print s}')
+o=$(grep '^BENCH run [0-9]* openssh ' "$log" | awk '{s+=$5} END{print s}')
+printf '%-6s %-12s %-12s %s   (goal: at most 1.00x)\n' all "${n}s" "${o}s" "$(awk -v n="$n" -v o="$o" 'BEGIN{printf "%.2fx", n/o}')"
+grep '^BENCH run' "$log" | awk '{print "files after", $4, "run", $3 ":", $6}' | sort -u | head -4

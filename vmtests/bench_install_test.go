@@ -1,0 +1,126 @@
+//go:build linux
+
+package vmtests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// TestBenchInstall is bench/install.sh's measurement, not a timed test:
+// it runs only with NIVIS_BENCH=1. A guest is taken over with
+// `nivis install --phases kexec,disko --no-reboot`, then, in the same
+// rescue system and alternating, the install phase (bootloader none, so
+// that both arms do the same work: unpack the system into /mnt) against
+// `ssh host 'tar -xf /dev/stdin /mnt' < rootfs.tar` with OpenSSH; before
+// each arm the target is formatted again (`--phases disko`). It prints one
+// BENCH line per figure.
+func TestBenchInstall(t *testing.T) {
+	Require(t)
+	if os.Getenv("NIVIS_BENCH") != "1" {
+		t.Skip("a benchmark: run bench/install.sh (NIVIS_BENCH=1)")
+	}
+	runs := 2
+	if n, err := strconv.Atoi(os.Getenv("NIVIS_BENCH_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	plain := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := unzstd(rf.Path, plain); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(plain)
+	vm, _ := startInstallGuest(t)
+	cfg := installConfig(t, "bios", rf, vm, "bootloader: grub", "bootloader: none")
+
+	phase := func(out string, name string) string {
+		m := regexp.MustCompile(`(?m)^\s+` + name + `\s+ok\s+([0-9.]+s)`).FindStringSubmatch(out)
+		if m == nil {
+			return "?"
+		}
+		return m[1]
+	}
+	_, errOut, code := installRun(t, nivis, vm, cfg, "--phases", "kexec,disko", "--no-reboot")
+	if code != 0 {
+		t.Fatalf("kexec,disko exited %d:\n%s", code, tail(errOut, 8000))
+	}
+	fmt.Printf("BENCH phase kexec %s\nBENCH phase disko %s\n", phase(errOut, "kexec"), phase(errOut, "disko"))
+	fmt.Printf("BENCH rootfs %d MiB tar, %d MiB zstd\n", st.Size()>>20, rf.Size>>20)
+
+	for i := 0; i < runs; i++ {
+		for _, arm := range []string{"nivis", "openssh"} {
+			if _, errOut, code := installRun(t, nivis, vm, cfg, "--phases", "disko", "--no-reboot"); code != 0 {
+				t.Fatalf("disko exited %d:\n%s", code, tail(errOut, 8000))
+			}
+			start := time.Now()
+			switch arm {
+			case "nivis":
+				_, errOut, code := installRun(t, nivis, vm, cfg, "--phases", "install", "--no-reboot")
+				if code != 0 {
+					t.Fatalf("install exited %d:\n%s", code, tail(errOut, 8000))
+				}
+			case "openssh":
+				if err := sshStdin(vm, plain, "tar -xf /dev/stdin /mnt"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			secs := time.Since(start).Seconds()
+			files, _ := strictSSH(t, vm, false, "find /mnt -xdev | wc -l")
+			fmt.Printf("BENCH run %d %s %.1fs files=%s\n", i+1, arm, secs, strings.TrimSpace(files))
+		}
+	}
+}
+
+func unzstd(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	zr, err := zstd.NewReader(in)
+	if err != nil {
+		return err
+	}
+	defer zr.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := zr.WriteTo(out); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// sshStdin runs command in the guest with plain OpenSSH (strict host key
+// checking), file as its stdin.
+func sshStdin(vm *VM, file, command string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", "-p", strconv.Itoa(vm.Port), "-i", vm.KeyFile, "-o", "IdentitiesOnly=yes",
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+vm.KnownHosts,
+		SSHTarget, command)
+	cmd.Stdin = f
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ssh %q: %v\n%s", command, err, out)
+	}
+	return nil
+}
