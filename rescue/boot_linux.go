@@ -126,14 +126,14 @@ func Run(ctx context.Context, o Options) {
 
 	st, err := carry.Read(o.CarryFile)
 	if err != nil {
-		r.wd = StartWatchdog(o.DefaultTimeout, func() { r.reboot("watchdog: no carry-over", false) })
+		r.wd = StartWatchdog(o.DefaultTimeout, func() { r.reboot("watchdog: no carry-over", unix.LINUX_REBOOT_CMD_RESTART) })
 		r.fatal(fmt.Errorf("read the carry-over: %w; nobody can log in", err))
 	}
 	r.st = st
 	timeout := time.Duration(st.RescueTimeoutSeconds) * time.Second
 	r.wd = StartWatchdog(timeout, func() {
 		r.log.Errorf("watchdog: no client logged in within %s: rebooting into the old system (disks untouched)", timeout)
-		r.reboot("watchdog", false)
+		r.reboot("watchdog", unix.LINUX_REBOOT_CMD_RESTART)
 	})
 	if timeout > 0 {
 		r.log.Infof("watchdog: rebooting into the old system at %s unless a client logs in", r.wd.Deadline().Format(time.TimeOnly))
@@ -168,7 +168,7 @@ func (r *rescue) fatal(err error) {
 	r.log.Errorf("FATAL: %v", err)
 	r.log.Errorf("rebooting into the old system in %s (disks untouched)", r.o.FatalDelay)
 	time.Sleep(r.o.FatalDelay)
-	r.reboot("fatal error", false)
+	r.reboot("fatal error", unix.LINUX_REBOOT_CMD_RESTART)
 	select {}
 }
 

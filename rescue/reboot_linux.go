@@ -20,6 +20,9 @@ type RebootRequest struct {
 	// DelaySeconds lets the SSH session that asked end cleanly first.
 	DelaySeconds int  `json:"delay_seconds"`
 	PowerOff     bool `json:"poweroff"`
+	// Kexec starts the kernel loaded with kexec (install-kexec-load)
+	// instead of going through the firmware.
+	Kexec bool `json:"kexec,omitempty"`
 }
 
 func (r *rescue) rebootRequested() {
@@ -36,18 +39,22 @@ func (r *rescue) rebootRequested() {
 		r.log.Warnf("reboot request: %v", err)
 		return
 	}
-	what := "reboot"
-	if req.PowerOff {
-		what = "power off"
+	what, cmd := "reboot", unix.LINUX_REBOOT_CMD_RESTART
+	switch {
+	case req.PowerOff:
+		what, cmd = "power off", unix.LINUX_REBOOT_CMD_POWER_OFF
+	case req.Kexec:
+		what, cmd = "kexec into the loaded kernel", unix.LINUX_REBOOT_CMD_KEXEC
 	}
 	delay := time.Duration(max(req.DelaySeconds, 0)) * time.Second
 	r.log.Infof("%s requested: in %s", what, delay)
-	time.AfterFunc(delay, func() { r.reboot("requested by a client", req.PowerOff) })
+	time.AfterFunc(delay, func() { r.reboot("requested by a client", cmd) })
 }
 
-// reboot unmounts disk filesystems, syncs and reboots (or powers off).
-// Plain reboot returns the host to its old system from its own disk.
-func (r *rescue) reboot(why string, powerOff bool) {
+// reboot unmounts disk filesystems, syncs and reboots (cmd is a
+// LINUX_REBOOT_CMD_*: restart, power off or kexec). Plain reboot returns
+// the host to its old system from its own disk.
+func (r *rescue) reboot(why string, cmd int) {
 	r.mu.Lock()
 	if r.rebooting {
 		r.mu.Unlock()
@@ -60,14 +67,15 @@ func (r *rescue) reboot(why string, powerOff bool) {
 		r.log.Warnf("reboot: %s", msg)
 	}
 	unix.Sync()
-	cmd := unix.LINUX_REBOOT_CMD_RESTART
-	if powerOff {
-		cmd = unix.LINUX_REBOOT_CMD_POWER_OFF
-	}
 	for {
 		err := r.o.Reboot(cmd)
 		if err == nil {
 			return // a test's Reboot returns; the kernel's does not
+		}
+		if cmd == unix.LINUX_REBOOT_CMD_KEXEC {
+			r.log.Errorf("kexec reboot: %v; rebooting through the firmware instead", err)
+			cmd = unix.LINUX_REBOOT_CMD_RESTART
+			continue
 		}
 		r.log.Errorf("reboot: %v; trying again in 10s", err)
 		time.Sleep(10 * time.Second)

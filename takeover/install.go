@@ -336,6 +336,14 @@ func (in *Install) reboot(ctx context.Context) error {
 		in.Log.Info("--no-reboot: leaving the host in the rescue system with the new system mounted at " + TargetRoot)
 		return nil
 	}
+	if in.Opts.KexecBoot {
+		// The kernel is read now, while the target is still mounted.
+		var kres install.KexecBootResult
+		if err := in.conn.Call(ctx, install.VerbKexecBoot, &install.KexecBootRequest{Root: TargetRoot}, &kres); err != nil {
+			return err
+		}
+		in.Log.WithFields(logrus.Fields{"kernel": kres.Kernel, "cmdline": kres.Cmdline, "method": kres.Method}).Info("--kexec-boot: the installed kernel is loaded")
+	}
 	if in.Config.Layout != nil {
 		req, err := in.diskoRequest("unmount")
 		if err == nil {
@@ -345,8 +353,12 @@ func (in *Install) reboot(ctx context.Context) error {
 			}
 		}
 	}
+	rebootReq := map[string]any{"delay_seconds": 2}
+	if in.Opts.KexecBoot {
+		rebootReq["kexec"] = true
+	}
 	var ignore map[string]any
-	if err := in.conn.Call(ctx, "rescue-reboot", map[string]any{"delay_seconds": 2}, &ignore); err != nil {
+	if err := in.conn.Call(ctx, "rescue-reboot", rebootReq, &ignore); err != nil {
 		return exitcode.Wrap(exitcode.Change, err)
 	}
 	_ = in.conn.Close()

@@ -302,7 +302,10 @@ func TestInstallUEFI(t *testing.T) {
 
 // TestInstallOCI installs from an OCI image layout with two layers (the
 // rootfs as a zstd layer, then a gzip layer adding a file and deleting
-// another with a whiteout), pushed layer by layer, and boots it.
+// another with a whiteout), pushed layer by layer, and runs the whole
+// reboot phase with --kexec-boot: the rescue system kexecs the installed
+// kernel (QEMU would boot its -kernel again on a plain reboot) and nivis
+// waits for a new boot_id with the kept host key and the new hostname.
 func TestInstallOCI(t *testing.T) {
 	Require(t)
 	nivis := requireNivis(t)
@@ -310,18 +313,22 @@ func TestInstallOCI(t *testing.T) {
 	oci := TestOCI(t, rf)
 	vm, hostKey := startInstallGuest(t)
 	cfg := installConfig(t, "bios", rf, vm, "@ROOTFS@", oci)
-	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--kexec-boot")
 	if code != 0 {
-		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s\nserial:\n%s", code, out, tail(errOut, 16000), vm.SerialTail(60))
 	}
-	if !strings.Contains(errOut, "image extracted") || !strings.Contains(errOut, "layers=2") {
-		t.Errorf("the install did not apply the image's two layers:\n%s", tail(errOut, 4000))
+	for _, want := range []string{"image extracted", "layers=2", "the installed kernel is loaded", "the installed system is up", "installed: Debian"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("nivis install output lacks %q:\n%s", want, tail(out+errOut, 4000))
+		}
 	}
-	powerOffRescue(t, vm)
-	bootInstalled(t, vm)
-	w := biosInstalled
-	w.hostKey = hostKey
-	checkInstalled(t, vm, w)
+	for _, re := range []string{`(?m)^\s+install\s+ok`, `(?m)^\s+reboot\s+ok`} {
+		if !regexp.MustCompile(re).MatchString(phaseSummary(errOut)) {
+			t.Errorf("phases: want %s in\n%s", re, phaseSummary(errOut))
+		}
+	}
+	// The same QEMU, so the target is still the second disk.
+	checkInstalled(t, vm, installed{hostname: "installed1", hostKey: hostKey, firmware: "bios", root: "/dev/vdb3", esp: "/dev/vdb2"})
 	got, err := strictSSH(t, vm, false, "cat "+OCIMarker+"; test -e "+OCIWhiteout+" && echo whiteout-ignored || echo whiteout-applied")
 	if err != nil || !strings.Contains(got, "added by the second OCI layer") || !strings.Contains(got, "whiteout-applied") {
 		t.Errorf("layer 2 not applied as an overlay: %v\n%s", err, got)

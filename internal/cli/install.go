@@ -37,6 +37,7 @@ func newInstallCmd(g *Globals) *cobra.Command {
 		copyKeys   bool
 		extraFiles string
 		chowns     []string
+		kexecBoot  bool
 		diskKeys   []string
 		noReboot   bool
 		dryRun     bool
@@ -79,7 +80,7 @@ host is NOT rebooted.`,
 			}
 			opts := takeover.InstallOptions{
 				DiskoMode: diskoMode, CopyHostKeys: copyKeys, ExtraFiles: extraFiles,
-				NoReboot: noReboot, DryRun: dryRun, Confirm: g.Confirm,
+				NoReboot: noReboot, DryRun: dryRun, Confirm: g.Confirm, KexecBoot: kexecBoot,
 			}
 			if extraFiles != "" {
 				if st, err := os.Stat(extraFiles); err != nil || !st.IsDir() {
@@ -160,6 +161,7 @@ host is NOT rebooted.`,
 	f.StringArrayVar(&chowns, "chown", nil, "PATH UID:GID: chown -R PATH (from --extra-files) in the installed system; two arguments (repeatable)")
 	f.StringArrayVar(&diskKeys, "disk-encryption-keys", nil, "REMOTE LOCAL: write the local file LOCAL to REMOTE on the host before disko; two arguments (repeatable)")
 	f.BoolVar(&noReboot, "no-reboot", false, "stay in the rescue system after installing")
+	f.BoolVar(&kexecBoot, "kexec-boot", false, "kexec straight into the installed kernel instead of rebooting through the firmware")
 	f.BoolVar(&dryRun, "dry-run", false, "print the host's facts, the disk plan, the source and the bootloader, and stop")
 	kf.add(cmd, false)
 	return cmd
