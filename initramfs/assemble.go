@@ -366,7 +366,13 @@ func (pl *plan) planCarry(o *Options, have map[string]bool) (*part, error) {
 		// The rescue system has no modprobe for the kernel to call on
 		// demand: mount(2) of an ext4 whose module is not loaded fails
 		// with ENODEV. Load what the layout needs at boot.
-		for _, m := range pl.layoutMods {
+		// efivarfs too: the bootloader step mounts it in the installed
+		// system's chroot (it refuses to load where there is no EFI).
+		mods := slices.Clone(pl.layoutMods)
+		if slices.Contains(pl.sel.Names, "efivarfs") {
+			mods = append(mods, "efivarfs")
+		}
+		for _, m := range mods {
 			if !slices.Contains(st.EarlyModules, m) {
 				st.EarlyModules = append(st.EarlyModules, m)
 			}

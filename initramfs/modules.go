@@ -24,6 +24,7 @@ var DefaultModules = []string{
 	"ext4", "xfs", "btrfs", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8",
 	"dm_mod", "dm_crypt", "md_mod", "raid0", "raid1",
 	"af_packet", "loop",
+	"efivarfs", // GRUB and bootctl write the firmware's boot entries through it
 }
 
 // deniedHardwareDirs are module paths never pulled in by hardware

@@ -221,6 +221,9 @@ func (in *Install) install(ctx context.Context) error {
 	if err := in.conn.Call(ctx, install.VerbBootloader, &boot, &bres); err != nil {
 		return exitcode.Wrap(exitcode.Change, fmt.Errorf("bootloader (the host will NOT be rebooted; fix it and resume with --phases install,reboot): %w", err))
 	}
+	for _, w := range bres.Warnings {
+		in.Log.Warn("bootloader: " + w)
+	}
 	if bres.RootArg != "" {
 		in.Log.WithField("root", bres.RootArg).Info("bootloader installed")
 	}

@@ -62,6 +62,9 @@ type BootloaderResult struct {
 	Config  string   `json:"config,omitempty"`
 	RootArg string   `json:"root_arg,omitempty"`
 	Links   []string `json:"links,omitempty"`
+	// Warnings are problems that did not stop the install, e.g. no
+	// access to the firmware's boot entries.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 var rootArg = regexp.MustCompile(`(?:^|\s)root=(\S+)`)

@@ -162,7 +162,8 @@ func (b *BootInstaller) Install(ctx context.Context, o BootloaderOptions) (res *
 		}
 	}
 	efi := o.Kind == BootSystemdBoot || firmware == FirmwareUEFI || firmware == FirmwareBoth
-	undo, err := b.chrootMounts(root, efi, mi)
+	undo, warns, err := b.chrootMounts(root, efi, mi)
+	res.Warnings = append(res.Warnings, warns...)
 	defer func() {
 		if uerr := undo(); uerr != nil && err == nil {
 			err = exitcode.Wrap(exitcode.Change, uerr)
@@ -260,7 +261,7 @@ func (b *BootInstaller) makeLinks(links []DiskLink) ([]string, error) {
 
 // chrootMounts mounts what the bootloader tools need and returns the undo.
 // Binds are made slaves so unmounting them never propagates to the host.
-func (b *BootInstaller) chrootMounts(root string, efi bool, mountinfo []byte) (func() error, error) {
+func (b *BootInstaller) chrootMounts(root string, efi bool, mountinfo []byte) (undoFn func() error, warnings []string, err error) {
 	var done []string
 	undo := func() error {
 		var errs []error
@@ -274,33 +275,40 @@ func (b *BootInstaller) chrootMounts(root string, efi bool, mountinfo []byte) (f
 	type m struct {
 		src, dst, fstype string
 		flags            uintptr
+		optional         bool
 	}
 	list := []m{
-		{b.DevDir, "dev", "", unix.MS_BIND | unix.MS_REC},
-		{"proc", "proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-		{b.SysDir, "sys", "", unix.MS_BIND | unix.MS_REC},
-		{"/run", "run", "", unix.MS_BIND | unix.MS_REC},
+		{b.DevDir, "dev", "", unix.MS_BIND | unix.MS_REC, false},
+		{"proc", "proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, false},
+		{b.SysDir, "sys", "", unix.MS_BIND | unix.MS_REC, false},
+		{"/run", "run", "", unix.MS_BIND | unix.MS_REC, false},
 	}
 	efivars := filepath.Join(b.SysDir, "firmware/efi/efivars")
 	if _, err := os.Stat(efivars); efi && err == nil && len(ParseMountinfo(mountinfo, "/sys/firmware/efi/efivars")) == 0 {
-		list = append(list, m{"efivarfs", "sys/firmware/efi/efivars", "efivarfs", 0})
+		// Optional: without it GRUB writes no NVRAM entry, and the
+		// removable-media path nivis also installs still boots.
+		list = append(list, m{"efivarfs", "sys/firmware/efi/efivars", "efivarfs", 0, true})
 	}
 	for _, x := range list {
 		dst := filepath.Join(root, x.dst)
 		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return undo, err
+			return undo, warnings, err
 		}
 		if err := b.Mount.Mount(x.src, dst, x.fstype, x.flags, ""); err != nil {
-			return undo, fmt.Errorf("mount %s on %s: %w", x.src, dst, err)
+			if x.optional {
+				warnings = append(warnings, fmt.Sprintf("mount %s on %s: %v: no firmware boot entry will be written; the disk boots through EFI/BOOT/BOOT*.EFI", x.src, dst, err))
+				continue
+			}
+			return undo, warnings, fmt.Errorf("mount %s on %s: %w", x.src, dst, err)
 		}
 		done = append(done, dst)
 		if x.flags&unix.MS_BIND != 0 {
 			if err := b.Mount.Mount("", dst, "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-				return undo, fmt.Errorf("make %s a slave mount: %w", dst, err)
+				return undo, warnings, fmt.Errorf("make %s a slave mount: %w", dst, err)
 			}
 		}
 	}
-	return undo, nil
+	return undo, warnings, nil
 }
 
 // grubTools finds grub-install/grub-mkconfig or the grub2-* spelling.
