@@ -1,6 +1,6 @@
 # nivis: one static binary, client and on-host agent.
 #   make          build bin/nivis (with the embedded rescue base images)
-#   make test     unit, root (loop devices, sshd) and VM smoke tests: what CI runs
+#   make test     unit, root (loop devices, sshd), VM smoke and disko guest tests: what CI runs
 #   make vmtest   every VM test (slow: QEMU under TCG)
 #   make demo     take over a local QEMU VM with a built-in example config
 #   make cross    also build linux/arm64 and darwin clients
@@ -41,7 +41,7 @@ deps:
 test: deps build
 	NIVIS_REQUIRE_ROOT=$$( [ "$$(id -u)" -eq 0 ] && echo 1 ) NIVIS_REQUIRE_SSHD=1 \
 		$(GO) test -timeout $(TESTTIMEOUT) ./...
-	NIVIS_VMTESTS=1 $(GO) test -timeout $(TESTTIMEOUT) -run 'TestSmoke' -v ./vmtests/
+	NIVIS_VMTESTS=1 $(GO) test -timeout $(TESTTIMEOUT) -run 'TestSmoke$$|TestDiskoExamples$$' -v ./vmtests/
 
 unit:
 	$(GO) test -short ./...
