@@ -14,7 +14,7 @@ set -euo pipefail
 
 RUNS=${1:-5}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-EXAMPLE=${DISKO_EXAMPLE:-$HERE/../shared/disko-examples/simple-efi.json}
+EXAMPLE=${DISKO_EXAMPLE:-$HERE/disko/testdata/examples/simple-efi.json}
 
 if [[ $(id -u) != 0 ]]; then
 	echo "bench/disko.sh: needs root (loop devices, mkfs, mount)" >&2

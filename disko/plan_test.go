@@ -17,23 +17,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from the current output")
 
-// examplesDir finds ../shared/disko-examples from the repository.
+// examplesDir is disko's examples as JSON: testdata/examples (a copy of
+// ../shared/disko-examples), or $NIVIS_DISKO_EXAMPLES.
 func examplesDir(t testing.TB) string {
 	t.Helper()
 	if d := os.Getenv("NIVIS_DISKO_EXAMPLES"); d != "" {
 		return d
 	}
-	dir, _ := os.Getwd()
-	for i := 0; i < 5; i++ {
-		for _, c := range []string{filepath.Join(dir, "shared", "disko-examples"), filepath.Join(dir, "..", "shared", "disko-examples")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		dir = filepath.Dir(dir)
-	}
-	t.Fatalf("cannot find shared/disko-examples above %s; set NIVIS_DISKO_EXAMPLES", dir)
-	return ""
+	return filepath.Join("testdata", "examples")
 }
 
 func exampleFiles(t testing.TB) []string {

@@ -18,7 +18,7 @@ import (
 )
 
 // TestDiskoExamples is suite (b) of the disko package: every example in
-// ../shared/disko-examples runs inside a Debian guest whose kernel has
+// disko/testdata/examples (disko's examples as JSON) runs inside a Debian guest whose kernel has
 // device-mapper, md and vfat, on two extra virtio disks named by
 // /dev/disk/by-id (udev runs there). Each example is destroyed, formatted
 // and mounted with `nivis disko`, checked (partition labels and types,
@@ -66,15 +66,7 @@ func examplesDir(t *testing.T) string {
 	if d := os.Getenv("NIVIS_DISKO_EXAMPLES"); d != "" {
 		return d
 	}
-	dir, _ := os.Getwd()
-	for i := 0; i < 5; i++ {
-		if st, err := os.Stat(filepath.Join(dir, "..", "shared", "disko-examples")); err == nil && st.IsDir() {
-			return filepath.Join(dir, "..", "shared", "disko-examples")
-		}
-		dir = filepath.Dir(dir)
-	}
-	t.Fatal("cannot find ../shared/disko-examples; set NIVIS_DISKO_EXAMPLES")
-	return ""
+	return filepath.Join("..", "disko", "testdata", "examples")
 }
 
 func push(t *testing.T, vm *VM, local, remote string, mode os.FileMode) {
