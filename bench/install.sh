@@ -2,7 +2,8 @@
 # Install figures: the time of each `nivis install` phase on a Debian guest
 # under QEMU (TCG), and the install phase (unpacking the Debian rootfs into
 # the freshly formatted target, bootloader none) against the baseline the
-# issue names: `ssh host 'tar -xf /dev/stdin /mnt' < rootfs.tar` with
+# issue names: `ssh host 'tar -x -C /mnt' < rootfs.tar` (the rescue's u-root tar spells it
+# `tar -xf /proc/self/fd/0 /mnt`) with
 # OpenSSH into the same rescue system, in the same run, alternating arms.
 # Goal: nivis at most 1.0x. Takes 20-40 minutes; needs root.
 # Usage: bench/install.sh [RUNS]   (default 2 runs per arm)

@@ -22,7 +22,7 @@ import (
 // `nivis install --phases kexec,disko --no-reboot`, then, in the same
 // rescue system and alternating, the install phase (bootloader none, so
 // that both arms do the same work: unpack the system into /mnt) against
-// `ssh host 'tar -xf /dev/stdin /mnt' < rootfs.tar` with OpenSSH; before
+// `ssh host 'tar -xf /proc/self/fd/0 /mnt' < rootfs.tar` with OpenSSH; before
 // each arm the target is formatted again (`--phases disko`). It prints one
 // BENCH line per figure.
 func TestBenchInstall(t *testing.T) {
@@ -71,7 +71,7 @@ func TestBenchInstall(t *testing.T) {
 					t.Fatalf("install exited %d:\n%s", code, tail(errOut, 8000))
 				}
 			case "openssh":
-				if err := sshStdin(vm, plain, "tar -xf /dev/stdin /mnt"); err != nil {
+				if err := sshStdin(vm, plain, "tar -xf /proc/self/fd/0 /mnt"); err != nil {
 					t.Fatal(err)
 				}
 			}
