@@ -1,7 +1,6 @@
 package disko
 
 import (
-	"fmt"
 	"strings"
 )
 
@@ -202,31 +201,4 @@ func refsString(refs []DeviceRef) string {
 		s[i] = r.String()
 	}
 	return strings.Join(s, ", ")
-}
-
-// refPath is the report path of a top-level device.
-func (l *Layout) refPath(d DeviceRef) string {
-	switch d.Kind {
-	case "disk":
-		if x := l.Disks[d.Name]; x != nil {
-			return x.Path
-		}
-	case "mdadm":
-		if x := l.MDADM[d.Name]; x != nil {
-			return x.Path
-		}
-	case "lvm_vg":
-		if x := l.LVMVGs[d.Name]; x != nil {
-			return x.Path
-		}
-	case "zpool":
-		if x := l.Zpools[d.Name]; x != nil {
-			return x.Path
-		}
-	case "nodev":
-		if x := l.Nodevs[d.Name]; x != nil {
-			return x.Path
-		}
-	}
-	return fmt.Sprintf("%s.%s.%s", l.Path, d.Kind, d.Name)
 }

@@ -386,8 +386,6 @@ func (o *obj) eachEntry(key string, f func(name string, n *yaml.Node, path strin
 	}
 }
 
-var hookKeys = []string{"preCreateHook", "postCreateHook", "preMountHook", "postMountHook", "preUnmountHook", "postUnmountHook"}
-
 func (o *obj) hooks() Hooks {
 	return Hooks{
 		PreCreate:   o.str("preCreateHook", ""),

@@ -75,23 +75,6 @@ func (p position) sectors(sectorSize uint64) (uint64, bool) {
 	return p.n / (sectorSize / unit), true
 }
 
-// sizeBytes parses a disko size like 500M (binary units) into bytes.
-func sizeBytes(s string) (int64, bool) {
-	if s == "" {
-		return 0, false
-	}
-	mult := int64(1)
-	if i := strings.IndexByte("KMGTP", upper(s[len(s)-1])); i >= 0 {
-		mult = int64(1) << (10 * uint(i+1))
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || (n > 0 && mult > (1<<62)/n) {
-		return 0, false
-	}
-	return n * mult, true
-}
-
 // HumanBytes prints a byte count the way lsblk does: 500M, 7.5G.
 func HumanBytes(n int64) string {
 	if n < 0 {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,7 +295,7 @@ func buildAgent(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Skip("no go tool on PATH to build the agent")
 	}
 	bin := filepath.Join(t.TempDir(), "nivis")
 	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/nivis/nivis/cmd/nivis")

@@ -246,7 +246,7 @@ func TestInstallBootloaderFailure(t *testing.T) {
 	// A hostile tarball pushed into the same rescue system is refused and
 	// writes nothing outside the target root.
 	hostile := installConfig(t, "bios", rf, vm, "@ROOTFS@", hostileTar(t))
-	out, errOut, code = installRun(t, nivis, vm, hostile, "--phases", "install", "--no-reboot")
+	_, errOut, code = installRun(t, nivis, vm, hostile, "--phases", "install", "--no-reboot")
 	if code != 2 || !strings.Contains(errOut, "outside") {
 		t.Errorf("a hostile tarball: exit %d, want 2 and a refusal naming the escape\n%s", code, tail(errOut, 4000))
 	}
