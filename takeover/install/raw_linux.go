@@ -7,11 +7,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nivis/nivis/disko"
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
@@ -40,6 +42,15 @@ func WriteRaw(ctx context.Context, r io.Reader, device string, size int64, onPro
 	start := time.Now()
 	st := RawStats{Device: device}
 	var sb unix.Stat_t
+	if err := unix.Stat(device, &sb); err != nil && strings.HasPrefix(device, "/dev/") {
+		// /dev/disk/by-id/... where no udev made the link (the rescue
+		// system): resolve it from sysfs as disko does.
+		node, rerr := (&disko.Resolver{}).Resolve(ctx, device)
+		if rerr != nil {
+			return st, exitcode.Wrap(exitcode.Precondition, fmt.Errorf("raw image target %s: %w", device, rerr))
+		}
+		device = node
+	}
 	if err := unix.Stat(device, &sb); err != nil {
 		return st, exitcode.Wrap(exitcode.Precondition, fmt.Errorf("raw image target %s: %w", device, err))
 	}
