@@ -184,9 +184,31 @@ func TestInstallBIOS(t *testing.T) {
 	vm, hostKey := startInstallGuest(t)
 	cfg := installConfig(t, "bios", rf, vm)
 
+	// --dry-run shows the whole plan and changes nothing: same boot, the
+	// target disk still blank.
+	bootID, err := vm.BootID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--dry-run")
+	if code != 0 {
+		t.Fatalf("--dry-run exited %d\n%s\n%s", code, out, tail(errOut, 8000))
+	}
+	for _, want := range []string{"host facts:", "disk plan:", "DESTROY", "/dev/disk/by-id/virtio-target", "install: " + rf.Path + " (tar)", "bootloader grub", "dry run: nothing was changed"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("--dry-run output lacks %q:\n%s\n%s", want, out, tail(errOut, 3000))
+		}
+	}
+	if after, err := vm.BootID(context.Background()); err != nil || after != bootID {
+		t.Fatalf("--dry-run rebooted or kexec'd the guest: %q -> %q (%v)", bootID, after, err)
+	}
+	if blank, err := vm.Run(context.Background(), "blkid -p /dev/vdb >/dev/null 2>&1 && echo used || echo blank"); err != nil || strings.TrimSpace(blank) != "blank" {
+		t.Fatalf("--dry-run touched the target disk: %q %v", blank, err)
+	}
+
 	// The guest boots with -kernel, which QEMU would load again on a
 	// reboot: stay in the rescue system and boot the target disk here.
-	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	out, errOut, code = installRun(t, nivis, vm, cfg, "--no-reboot")
 	if code != 0 {
 		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
 	}
