@@ -2,16 +2,21 @@
 # Install figures: the time of each `nivis install` phase on a Debian guest
 # under QEMU (TCG), and the install phase (unpacking the Debian rootfs into
 # the freshly formatted target, bootloader none) against the baseline the
-# issue names: `ssh host 'tar -x -C /mnt' < rootfs.tar` (the rescue's u-root tar spells it
-# `tar -xf /proc/self/fd/0 /mnt`) with
+# issue names: `ssh host 'tar -x -C /mnt' < rootfs.tar` (with a static
+# busybox's tar sent to the rescue system first: u-root's tar there cannot
+# make symlinks) with
 # OpenSSH into the same rescue system, in the same run, alternating arms.
 # Goal: nivis at most 1.0x. Takes 20-40 minutes; needs root.
 # Usage: bench/install.sh [RUNS]   (default 2 runs per arm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-NIVIS_VMTESTS=1 NIVIS_BENCH=1 NIVIS_BENCH_RUNS=${1:-2} go test -count=1 -run 'TestBenchInstall$' -v -timeout 120m ./vmtests/ >"$log" 2>&1 || { tail -60 "$log"; exit 1; }
+log=$(mktemp /tmp/nivis-bench-install.XXXXXX.log)
+if ! NIVIS_VMTESTS=1 NIVIS_BENCH=1 NIVIS_BENCH_RUNS=${1:-2} go test -count=1 -run 'TestBenchInstall$' -v -timeout 120m ./vmtests/ >"$log" 2>&1; then
+	grep -E 'bench_install_test.go|^--- ' "$log" | tail -20
+	echo "bench/install.sh: the measurement failed; whole log: $log" >&2
+	exit 1
+fi
+rm -f "$log"
 grep '^BENCH phase' "$log" | awk '{printf "%-28s %s\n", "phase " $3, $4}'
 grep '^BENCH rootfs' "$log" | sed 's/^BENCH //'
 echo

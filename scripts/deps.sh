@@ -11,6 +11,8 @@ pkgs=(
   qemu-system-x86 qemu-utils debootstrap ovmf
   # image and archive tools used by tests as independent checks
   cpio zstd xz-utils kmod
+  # bench/install.sh's baseline tar in the rescue system
+  busybox-static
 )
 missing=()
 for p in "${pkgs[@]}"; do
