@@ -10,7 +10,7 @@
 # Usage: bench/install.sh [RUNS]   (default 2 runs per arm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-log=$(mktemp /tmp/nivis-bench-install.XXXXXX.log)
+log=$(mktemp "${TMPDIR:-/tmp}/bench-install.XXXXXX")
 if ! NIVIS_VMTESTS=1 NIVIS_BENCH=1 NIVIS_BENCH_RUNS=${1:-2} go test -count=1 -run 'TestBenchInstall$' -v -timeout 120m ./vmtests/ >"$log" 2>&1; then
 	grep -E 'bench_install_test.go|^--- ' "$log" | tail -20
 	echo "bench/install.sh: the measurement failed; whole log: $log" >&2

@@ -46,6 +46,10 @@ type Options struct {
 	HostKeys map[string][]byte
 	// Config is the nivis config the client sent (may be empty).
 	Config []byte
+	// CACerts is the host's CA bundle (PEM), installed as
+	// /etc/ssl/certs/ca-certificates.crt so the rescue system can fetch
+	// https sources.
+	CACerts []byte
 	// Compression of the parts we write; "" picks the best the kernel in
 	// KernelConfig supports.
 	Compression Compression
@@ -403,6 +407,11 @@ func (pl *plan) planCarry(o *Options, have map[string]bool) (*part, error) {
 	}
 	if len(o.Config) > 0 {
 		p.bytes(carry.ConfigFile, o.Config, 0o600, have)
+	}
+	if len(o.CACerts) > 0 {
+		p.dir("/etc/ssl", 0o755, have)
+		p.dir("/etc/ssl/certs", 0o755, have)
+		p.bytes("/etc/ssl/certs/ca-certificates.crt", o.CACerts, 0o644, have)
 	}
 	if rc := resolvConf(st.Network.DNS); rc != nil {
 		// The base's resolv.conf names a public resolver; the host's own

@@ -29,7 +29,28 @@ func imageOptions(req PrepareRequest) (initramfs.Options, error) {
 		Tools:       dedupe(append(needs.Tools, req.Tools...)),
 		Config:      []byte(req.Config),
 		Compression: initramfs.Compression(req.Compression),
+		CACerts:     hostCACerts(),
 	}, nil
+}
+
+// caBundles are where distributions keep their CA bundle (the places Go's
+// crypto/x509 reads), first match wins.
+var caBundles = []string{
+	"/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu, Arch, Gentoo
+	"/etc/pki/tls/certs/ca-bundle.crt",                  // Fedora, RHEL
+	"/etc/ssl/ca-bundle.pem",                            // openSUSE
+	"/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
+	"/etc/ssl/cert.pem",                                 // Alpine
+}
+
+// hostCACerts is the host's CA bundle, if it has one of a sane size.
+func hostCACerts() []byte {
+	for _, p := range caBundles {
+		if b, err := os.ReadFile(p); err == nil && len(b) > 0 && len(b) < 4<<20 {
+			return b
+		}
+	}
+	return nil
 }
 
 func dedupe(in []string) []string {

@@ -1,6 +1,7 @@
 package takeover
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -58,6 +59,9 @@ type System struct {
 	// Device is the disk a raw image is written to (default: the only
 	// disk of the layout).
 	Device string `yaml:"device"`
+	// CAFile is a PEM file of CA certificates the host trusts, besides
+	// its own bundle, when it fetches an https source (a private CA).
+	CAFile string `yaml:"caFile"`
 }
 
 func init() { config.RegisterKind("Host", func() any { return &HostConfig{} }) }
@@ -110,6 +114,14 @@ func (h *HostConfig) Validate(ctx *config.Context) {
 	case strings.HasPrefix(src, "https://"):
 		if len(h.System.SHA256) != 64 {
 			ctx.Errorf("$.system.sha256", "system.sha256 (64 hex digits) is required for a URL source")
+		}
+		if h.System.CAFile != "" {
+			b, err := os.ReadFile(ctx.Resolve(h.System.CAFile))
+			if err != nil {
+				ctx.Errorf("$.system.caFile", "system.caFile: %v", err)
+			} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+				ctx.Errorf("$.system.caFile", "system.caFile %s holds no PEM certificate", h.System.CAFile)
+			}
 		}
 	default:
 		if _, err := os.Stat(ctx.Resolve(src)); err != nil {

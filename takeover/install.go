@@ -243,6 +243,17 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 	if strings.HasPrefix(sys.Source, "https://") {
 		var res install.ExtractResult
 		fr := install.FetchRequest{ExtractRequest: req, URL: sys.Source, SHA256: sys.SHA256}
+		if sys.CAFile != "" {
+			ca := sys.CAFile
+			if !filepath.IsAbs(ca) {
+				ca = filepath.Join(in.Config.Dir, ca)
+			}
+			b, err := os.ReadFile(ca)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			fr.CAPEM = string(b)
+		}
 		if err := in.conn.Call(ctx, install.VerbFetch, &fr, &res); err != nil {
 			return exitcode.Wrap(exitcode.Change, err)
 		}
