@@ -146,6 +146,7 @@ func TestAssembleAndReadBack(t *testing.T) {
 		t.Run(string(comp), func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "initrd.img")
 			o := testOptions(t, out, comp)
+			o.CACerts = []byte("-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n")
 			res, err := Assemble(o)
 			if err != nil {
 				t.Fatal(err)
@@ -214,6 +215,9 @@ func TestAssembleAndReadBack(t *testing.T) {
 			}
 			if rc := string(files["etc/resolv.conf"].body); !strings.Contains(rc, "nameserver 192.0.2.53") || !strings.Contains(rc, "search example.org") {
 				t.Errorf("resolv.conf %q", rc)
+			}
+			if ca := files["etc/ssl/certs/ca-certificates.crt"]; !bytes.Equal(ca.body, o.CACerts) || ca.hdr.Mode.Perm() != 0o644 {
+				t.Errorf("CA bundle not carried: %q mode %v", ca.body, ca.hdr.Mode)
 			}
 
 			// Modules, compressed as found, with the filtered index.
