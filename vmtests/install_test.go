@@ -310,13 +310,40 @@ func TestInstallUEFI(t *testing.T) {
 		t.Fatalf("the guest did not boot under UEFI: %q %v", got, err)
 	}
 	cfg := installConfig(t, "uefi", rf, vm)
-	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	// nixos-anywhere's extra flags, as it spells them: extra files with an
+	// owner, and a secret written to the host before disko.
+	extra := t.TempDir()
+	for name, body := range map[string]string{"etc/nivis-extra/hello": "hello from --extra-files\n", "home/alice/notes": "alice's\n"} {
+		p := filepath.Join(extra, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := filepath.Join(t.TempDir(), "disk.key")
+	if err := os.WriteFile(secret, []byte("not-a-real-key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot", "--extra-files", extra,
+		"--chown", "/home/alice", "1000:1000", "--disk-encryption-keys", "/tmp/nivis-disk.key", secret)
 	if code != 0 {
 		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	if strings.Contains(out+errOut, "not-a-real-key") {
+		t.Error("the disk encryption key was printed")
+	}
+	if got, err := strictSSH(t, vm, false, "cat /tmp/nivis-disk.key"); err != nil || got != "not-a-real-key" {
+		t.Errorf("--disk-encryption-keys: the rescue system's /tmp/nivis-disk.key is %q (%v)", got, err)
 	}
 	powerOffRescue(t, vm)
 	bootInstalled(t, vm)
 	checkInstalled(t, vm, installed{hostname: "installed-uefi", hostKey: hostKey, firmware: "uefi", root: "/dev/vda2", esp: "/dev/vda1"})
+	if got, err := strictSSH(t, vm, false, "cat /etc/nivis-extra/hello; stat -c '%a %u:%g' /etc/nivis-extra/hello /home/alice /home/alice/notes"); err != nil ||
+		!strings.Contains(got, "hello from --extra-files") || !strings.Contains(got, "640 0:0") || !strings.Contains(got, "1000:1000\n640 1000:1000") {
+		t.Errorf("--extra-files/--chown in the installed system: %v\n%s", err, got)
+	}
 	if out, err := strictSSH(t, vm, false, "ls /boot/efi/EFI/BOOT/ /boot/efi/EFI/debian/"); err != nil || !strings.Contains(out, "BOOTX64.EFI") || !strings.Contains(out, "grubx64.efi") {
 		t.Errorf("ESP contents: %v\n%s", err, out)
 	}
