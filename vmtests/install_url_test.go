@@ -62,7 +62,7 @@ func TestInstallURL(t *testing.T) {
 
 	vm, _ := startInstallGuest(t)
 	url := "https://" + guestHostAddr + ":" + port + "/rootfs.tar.zst"
-	cfg := installConfig(t, "bios", rf, vm, "@ROOTFS@", url+"\n  sha256: "+sum+"\n  caFile: "+caFile)
+	cfg := installConfig(t, "bios", rf, vm, "source: @ROOTFS@", "source: "+url+"\n  sha256: "+sum+"\n  caFile: "+caFile)
 	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
 	if code != 0 {
 		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
