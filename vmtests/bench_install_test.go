@@ -24,8 +24,9 @@ import (
 // that both arms do the same work: unpack the system into /mnt) against
 // `ssh host 'tar -x -C /mnt' < rootfs.tar` with OpenSSH (busybox's tar: the
 // rescue system's u-root tar cannot make symlinks); before
-// each arm the target is formatted again (`--phases disko`). It prints one
-// BENCH line per figure.
+// each arm the target is formatted again (`--phases disko`). A third arm
+// adds `&& sync` to the baseline, since nivis's install phase ends with
+// syncfs. It prints one BENCH line per figure.
 func TestBenchInstall(t *testing.T) {
 	Require(t)
 	if os.Getenv("NIVIS_BENCH") != "1" {
@@ -69,7 +70,7 @@ func TestBenchInstall(t *testing.T) {
 	fmt.Printf("BENCH rootfs %d MiB tar, %d MiB zstd\n", st.Size()>>20, rf.Size>>20)
 
 	for i := 0; i < runs; i++ {
-		for _, arm := range []string{"nivis", "openssh"} {
+		for _, arm := range []string{"nivis", "openssh", "openssh+sync"} {
 			if _, errOut, code := installRun(t, nivis, vm, cfg, "--phases", "disko", "--no-reboot"); code != 0 {
 				t.Fatalf("disko exited %d:\n%s", code, tail(errOut, 8000))
 			}
@@ -82,6 +83,12 @@ func TestBenchInstall(t *testing.T) {
 				}
 			case "openssh":
 				if err := sshStdin(vm, plain, "/tmp/busybox tar -x -C /mnt"); err != nil {
+					t.Fatal(err)
+				}
+			case "openssh+sync":
+				// nivis's install phase ends with syncfs (the data is on
+				// disk before anyone reboots): the same for the baseline.
+				if err := sshStdin(vm, plain, "/tmp/busybox tar -x -C /mnt && /tmp/busybox sync"); err != nil {
 					t.Fatal(err)
 				}
 			}
