@@ -17,7 +17,7 @@ if ! NIVIS_VMTESTS=1 NIVIS_BENCH=1 NIVIS_BENCH_RUNS=${1:-2} go test -count=1 -ru
 	echo "bench/install.sh: the measurement failed; whole log: $log" >&2
 	exit 1
 fi
-rm -f "$log"
+trap 'rm -f "$log"' EXIT
 grep '^BENCH phase' "$log" | awk '{printf "%-28s %s\n", "phase " $3, $4}'
 grep '^BENCH rootfs' "$log" | sed 's/^BENCH //'
 echo
