@@ -8,11 +8,11 @@
 # OpenSSH into the same rescue system, in the same run, alternating arms; a
 # third arm adds `&& sync`, since nivis's install phase ends with syncfs.
 # Goal: nivis at most 1.0x. Takes 20-40 minutes; needs root.
-# Usage: bench/install.sh [RUNS]   (default 2 runs per arm)
+# Usage: bench/install.sh [RUNS]   (default 3 runs per arm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp "${TMPDIR:-/tmp}/bench-install.XXXXXX")
-if ! NIVIS_VMTESTS=1 NIVIS_BENCH=1 NIVIS_BENCH_RUNS=${1:-2} go test -count=1 -run 'TestBenchInstall$' -v -timeout 120m ./vmtests/ >"$log" 2>&1; then
+if ! NIVIS_VMTESTS=1 NIVIS_BENCH=1 NIVIS_BENCH_RUNS=${1:-3} go test -count=1 -run 'TestBenchInstall$' -v -timeout 120m ./vmtests/ >"$log" 2>&1; then
 	grep -E 'bench_install_test.go|^--- ' "$log" | tail -20
 	echo "bench/install.sh: the measurement failed; whole log: $log" >&2
 	exit 1
@@ -32,5 +32,9 @@ done
 sum() { grep "^BENCH run [0-9]* $1 " "$log" | awk '{s+=$5} END{print s}'; }
 n=$(sum nivis); o=$(sum openssh); y=$(sum openssh+sync)
 printf '%-6s %-10s %-10s %-15s %-14s %s   (goal: at most 1.00x)\n' all "${n}s" "${o}s" "${y}s" \
+	"$(awk -v n="$n" -v o="$o" 'BEGIN{printf "%.2fx", n/o}')" "$(awk -v n="$n" -v o="$y" 'BEGIN{printf "%.2fx", n/o}')"
+med() { grep "^BENCH run [0-9]* $1 " "$log" | awk '{print $5}' | tr -d s | sort -n | awk '{a[NR]=$1} END{if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+n=$(med nivis); o=$(med openssh); y=$(med openssh+sync)
+printf '%-6s %-10s %-10s %-15s %-14s %s\n' median "${n}s" "${o}s" "${y}s" \
 	"$(awk -v n="$n" -v o="$o" 'BEGIN{printf "%.2fx", n/o}')" "$(awk -v n="$n" -v o="$y" 'BEGIN{printf "%.2fx", n/o}')"
 grep '^BENCH run' "$log" | awk '{print "files after", $4 ":", $6}' | sort -u
