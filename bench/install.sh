@@ -7,6 +7,8 @@
 # make symlinks) with
 # OpenSSH into the same rescue system, in the same run, alternating arms; a
 # third arm adds `&& sync`, since nivis's install phase ends with syncfs.
+# One warm-up unpack is not counted (the first after the kexec is slow for
+# any arm), and each run starts with a different arm.
 # Goal: nivis at most 1.0x. Takes 20-40 minutes; needs root.
 # Usage: bench/install.sh [RUNS]   (default 3 runs per arm)
 set -euo pipefail
@@ -20,6 +22,7 @@ fi
 trap 'rm -f "$log"' EXIT
 grep '^BENCH phase' "$log" | awk '{printf "%-28s %s\n", "phase " $3, $4}'
 grep '^BENCH rootfs' "$log" | sed 's/^BENCH //'
+grep '^BENCH warmup' "$log" | sed 's/^BENCH warmup/warm-up unpack (not counted):/'
 echo
 printf '%-6s %-10s %-10s %-15s %-14s %s\n' run nivis openssh openssh+sync "vs openssh" "vs openssh+sync"
 for r in $(grep '^BENCH run' "$log" | awk '{print $3}' | sort -un); do
