@@ -97,6 +97,7 @@ type installed struct {
 	hostname, hostKey string
 	firmware          string // bios or uefi
 	root, esp         string // the partitions mounted at / and /boot/efi
+	loader            string // "" (GRUB) or systemd-boot
 }
 
 var biosInstalled = installed{hostname: "installed1", firmware: "bios", root: "/dev/vda3", esp: "/dev/vda2"}
@@ -132,7 +133,14 @@ func checkInstalled(t *testing.T, vm *VM, w installed) {
 		t.Errorf("want / on %s (ext4) and /boot/efi on %s (vfat), got:\n%s", w.root, w.esp, mounts)
 	}
 	cmdline := must("cat /proc/cmdline")
-	if !strings.Contains(cmdline, "root=UUID=") || !strings.Contains(cmdline, "BOOT_IMAGE=") {
+	if w.loader == "systemd-boot" {
+		if !strings.Contains(cmdline, "root=UUID=") {
+			t.Errorf("/proc/cmdline %q: want root=UUID=", cmdline)
+		}
+		if got := must("ls /sys/firmware/efi/efivars/ | grep -c '^LoaderInfo-' || true"); strings.TrimSpace(got) == "0" {
+			t.Error("no LoaderInfo EFI variable: the system was not booted by systemd-boot")
+		}
+	} else if !strings.Contains(cmdline, "root=UUID=") || !strings.Contains(cmdline, "BOOT_IMAGE=") {
 		t.Errorf("/proc/cmdline %q: want GRUB's BOOT_IMAGE= and root=UUID=", cmdline)
 	}
 	if got := strings.TrimSpace(must("test -d /sys/firmware/efi && echo uefi || echo bios")); got != w.firmware {
@@ -347,6 +355,24 @@ func TestInstallUEFI(t *testing.T) {
 	if out, err := strictSSH(t, vm, false, "ls /boot/efi/EFI/BOOT/ /boot/efi/EFI/debian/"); err != nil || !strings.Contains(out, "BOOTX64.EFI") || !strings.Contains(out, "grubx64.efi") {
 		t.Errorf("ESP contents: %v\n%s", err, out)
 	}
+}
+
+// TestInstallSystemdBoot: the UEFI install with systemd-boot (bootctl in
+// the new system's chroot, kernel-install's entries on the ESP), booted by
+// OVMF from the disk alone.
+func TestInstallSystemdBoot(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t, "systemd-boot")
+	vm, hostKey := startInstallGuest(t, func(c *Config) { c.UEFI = true })
+	cfg := installConfig(t, "uefi", rf, vm, "bootloader: grub", "bootloader: systemd-boot")
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--no-reboot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 16000))
+	}
+	powerOffRescue(t, vm)
+	bootInstalled(t, vm)
+	checkInstalled(t, vm, installed{hostname: "installed-uefi", hostKey: hostKey, firmware: "uefi", root: "/dev/vda2", esp: "/dev/vda1", loader: "systemd-boot"})
 }
 
 // TestInstallOCI installs from an OCI image layout with two layers (the

@@ -53,6 +53,12 @@ type Rootfs struct {
 // .debs come from the same cached debootstrap tarball as the guest image's
 // when the packages are a subset of the guest's).
 func BuildRootfs(ctx context.Context, o BuildOptions) (*Rootfs, error) {
+	return BuildRootfsWith(ctx, o)
+}
+
+// BuildRootfsWith is BuildRootfs with extra packages (a variant cached
+// under its own key).
+func BuildRootfsWith(ctx context.Context, o BuildOptions, extra ...string) (*Rootfs, error) {
 	start := time.Now()
 	r := commandRunner{logf: o.Logf}
 	cache, err := CacheDir()
@@ -65,9 +71,10 @@ func BuildRootfs(ctx context.Context, o BuildOptions) (*Rootfs, error) {
 	// The union with the guest's packages names the guest's own debs
 	// tarball when ours are a subset: no second download.
 	spec := DefaultSpec()
-	spec.Packages = append(slices.Clone(spec.Packages), RootfsPackages...)
+	want := append(slices.Clone(RootfsPackages), extra...)
+	spec.Packages = append(slices.Clone(spec.Packages), want...)
 	spec.Mirror = DebianMirror()
-	pkgs := slices.Clone(RootfsPackages)
+	pkgs := slices.Clone(want)
 	slices.Sort(pkgs)
 	key := hashJSON(struct {
 		Suite    string
@@ -260,9 +267,9 @@ WantedBy=multi-user.target ssh.service
 
 // TestRootfs returns the install tarball for a test, building it when the
 // cache lacks it.
-func TestRootfs(t testing.TB) *Rootfs {
+func TestRootfs(t testing.TB, extra ...string) *Rootfs {
 	t.Helper()
-	rf, err := BuildRootfs(context.Background(), BuildOptions{Logf: t.Logf})
+	rf, err := BuildRootfsWith(context.Background(), BuildOptions{Logf: t.Logf}, extra...)
 	if err != nil {
 		t.Fatalf("install rootfs: %v", err)
 	}
