@@ -375,6 +375,35 @@ func TestInstallSystemdBoot(t *testing.T) {
 	checkInstalled(t, vm, installed{hostname: "installed-uefi", hostKey: hostKey, firmware: "uefi", root: "/dev/vda2", esp: "/dev/vda1", loader: "systemd-boot"})
 }
 
+// TestInstallStaticNetwork: a guest with a static address and no DHCP
+// client (QEMU's DHCP would hand out another address, which the forwarded
+// port never reaches) is installed with `network: keep`; the installed
+// system must come back on that same static address by itself. The
+// reboot phase (via --kexec-boot) only passes if it does.
+func TestInstallStaticNetwork(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	vm, hostKey := startInstallGuest(t, func(c *Config) { c.StaticNetwork = true })
+	cfg := installConfig(t, "bios", rf, vm)
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--kexec-boot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s\nserial:\n%s", code, out, tail(errOut, 16000), vm.SerialTail(60))
+	}
+	if !regexp.MustCompile(`(?m)^\s+reboot\s+ok`).MatchString(phaseSummary(errOut)) {
+		t.Errorf("phases:\n%s", phaseSummary(errOut))
+	}
+	checkInstalled(t, vm, installed{hostname: "installed1", hostKey: hostKey, firmware: "bios", root: "/dev/vdb3", esp: "/dev/vdb2"})
+	got, err := strictSSH(t, vm, false, "ip -4 -o addr show scope global; grep -h -A3 '^\\[Match\\]\\|^Address' /etc/systemd/network/*.network")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, got)
+	}
+	t.Logf("installed network:\n%s", got)
+	if !strings.Contains(got, staticAddr+"/24") || strings.Contains(got, "dynamic") {
+		t.Errorf("want the static %s/24, not a DHCP lease:\n%s", staticAddr, got)
+	}
+}
+
 // TestInstallOCI installs from an OCI image layout with two layers (the
 // rootfs as a zstd layer, then a gzip layer adding a file and deleting
 // another with a whiteout), pushed layer by layer, and runs the whole
