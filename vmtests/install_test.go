@@ -404,6 +404,30 @@ func TestInstallStaticNetwork(t *testing.T) {
 	}
 }
 
+// TestInstallDHCP: `network: dhcp` gives the installed system DHCP on its
+// NICs instead of the captured addresses, and it comes back (the reboot
+// phase via --kexec-boot reconnects through QEMU's DHCP).
+func TestInstallDHCP(t *testing.T) {
+	Require(t)
+	nivis := requireNivis(t)
+	rf := TestRootfs(t)
+	vm, hostKey := startInstallGuest(t)
+	cfg := installConfig(t, "bios", rf, vm, "network: keep", "network: dhcp")
+	out, errOut, code := installRun(t, nivis, vm, cfg, "--kexec-boot")
+	if code != 0 {
+		t.Fatalf("nivis install exited %d\nstdout:\n%s\nstderr:\n%s\nserial:\n%s", code, out, tail(errOut, 16000), vm.SerialTail(60))
+	}
+	checkInstalled(t, vm, installed{hostname: "installed1", hostKey: hostKey, firmware: "bios", root: "/dev/vdb3", esp: "/dev/vdb2"})
+	got, err := strictSSH(t, vm, false, "ip -4 -o addr show scope global; cat /etc/systemd/network/*.network")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, got)
+	}
+	t.Logf("installed network:\n%s", got)
+	if !strings.Contains(got, "dynamic") || !strings.Contains(got, "DHCP=yes") || regexp.MustCompile(`(?m)^Address=`).MatchString(got) {
+		t.Errorf("want a DHCP lease from DHCP=yes files and no static Address=:\n%s", got)
+	}
+}
+
 // TestInstallOCI installs from an OCI image layout with two layers (the
 // rootfs as a zstd layer, then a gzip layer adding a file and deleting
 // another with a whiteout), pushed layer by layer, and runs the whole
