@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nivis/nivis/internal/mountinfo"
 )
 
 // sysfsRoot is where block devices are listed; tests never change it, it
@@ -151,24 +153,6 @@ type mountInfo struct {
 	Source       string
 }
 
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // readMounts parses /proc/self/mountinfo, in mount order.
 func readMounts() ([]mountInfo, error) {
 	f, err := os.Open("/proc/self/mountinfo")
@@ -188,12 +172,12 @@ func readMounts() ([]mountInfo, error) {
 		if _, err := fmt.Sscanf(fields[2], "%d:%d", &m.Major, &m.Minor); err != nil {
 			continue
 		}
-		m.Root = unescapeMount(fields[3])
-		m.Mountpoint = unescapeMount(fields[4])
+		m.Root = mountinfo.Unescape(fields[3])
+		m.Mountpoint = mountinfo.Unescape(fields[4])
 		for i := 6; i < len(fields); i++ {
 			if fields[i] == "-" && i+2 < len(fields) {
 				m.FSType = fields[i+1]
-				m.Source = unescapeMount(fields[i+2])
+				m.Source = mountinfo.Unescape(fields[i+2])
 				break
 			}
 		}
@@ -225,7 +209,7 @@ func readSwaps() ([]activeSwap, error) {
 		if i == 0 || len(f) < 2 {
 			continue
 		}
-		s := activeSwap{Path: unescapeMount(f[0]), IsDev: f[1] == "partition"}
+		s := activeSwap{Path: mountinfo.Unescape(f[0]), IsDev: f[1] == "partition"}
 		var st unix.Stat_t
 		if unix.Stat(s.Path, &st) == nil {
 			if st.Mode&unix.S_IFMT == unix.S_IFBLK {

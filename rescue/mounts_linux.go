@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nivis/nivis/internal/mountinfo"
 )
 
 // mountOp is one pseudo filesystem the rescue system needs.
@@ -62,28 +64,9 @@ func parseMountinfo(r io.Reader) map[string]string {
 		if !ok || len(f) < 5 || len(g) < 1 {
 			continue
 		}
-		out[unescapeMountPath(f[4])] = g[0]
+		out[mountinfo.Unescape(f[4])] = g[0]
 	}
 	return out
-}
-
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // mountPseudo mounts what is missing; failures are returned, not fatal.

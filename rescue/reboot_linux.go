@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nivis/nivis/internal/mountinfo"
 )
 
 // RebootRequest is what the rescue-reboot verb asks of the running rescue
@@ -110,7 +112,7 @@ func releaseDisks() (problems []string) {
 			continue
 		}
 		if strings.HasPrefix(qf[1], "/dev/") {
-			targets = append(targets, unescapeMountPath(pf[4]))
+			targets = append(targets, mountinfo.Unescape(pf[4]))
 		}
 	}
 	f.Close()

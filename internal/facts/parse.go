@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nivis/nivis/internal/mountinfo"
 )
 
 // ParseOSRelease parses os-release(5): KEY=VALUE lines, values optionally
@@ -134,8 +136,8 @@ func parseMountinfo(data []byte) ([]mountinfoEntry, error) {
 		}
 		e := mountinfoEntry{
 			ID: id, Parent: parent, DevNum: f[2],
-			Root: unescapeOctal(f[3]), Mountpoint: unescapeOctal(f[4]), Options: f[5],
-			FSType: g[0], Source: unescapeOctal(g[1]),
+			Root: mountinfo.Unescape(f[3]), Mountpoint: mountinfo.Unescape(f[4]), Options: f[5],
+			FSType: g[0], Source: mountinfo.Unescape(g[1]),
 		}
 		if len(g) > 2 {
 			e.SuperOpts = g[2]
@@ -143,26 +145,6 @@ func parseMountinfo(data []byte) ([]mountinfoEntry, error) {
 		out = append(out, e)
 	}
 	return out, sc.Err()
-}
-
-// unescapeOctal decodes the \ooo escapes the kernel uses for space, tab,
-// newline and backslash in mount paths.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // parseResolvConf reads nameserver, search/domain and options lines.
@@ -473,7 +455,7 @@ func parseSwaps(data []byte) []Swap {
 		size, _ := strconv.ParseUint(f[2], 10, 64)
 		used, _ := strconv.ParseUint(f[3], 10, 64)
 		prio, _ := strconv.Atoi(f[4])
-		out = append(out, Swap{Path: unescapeOctal(f[0]), Type: f[1], SizeBytes: size * 1024, UsedBytes: used * 1024, Priority: prio})
+		out = append(out, Swap{Path: mountinfo.Unescape(f[0]), Type: f[1], SizeBytes: size * 1024, UsedBytes: used * 1024, Priority: prio})
 	}
 	return out
 }

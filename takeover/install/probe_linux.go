@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/nivis/nivis/internal/mountinfo"
 )
 
 // Mount is one line of /proc/self/mountinfo that matters here.
@@ -18,25 +20,6 @@ type Mount struct {
 	Point  string
 	FSType string
 	Source string
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // ParseMountinfo returns the mounts at or below root, in mount order.
@@ -55,11 +38,11 @@ func ParseMountinfo(data []byte, root string) []Mount {
 		if len(f) < 5 || sep < 0 || sep+2 >= len(f) {
 			continue
 		}
-		p := unescapeMount(f[4])
+		p := mountinfo.Unescape(f[4])
 		if p != root && !strings.HasPrefix(p, strings.TrimSuffix(root, "/")+"/") {
 			continue
 		}
-		m := Mount{Point: p, FSType: f[sep+1], Source: unescapeMount(f[sep+2])}
+		m := Mount{Point: p, FSType: f[sep+1], Source: mountinfo.Unescape(f[sep+2])}
 		// A later mount on the same point hides the earlier one.
 		for i := range out {
 			if out[i].Point == p {
