@@ -186,11 +186,37 @@ func Call(ctx context.Context, r Runner, agentCmd, verb string, req, resp any, o
 		}
 		in = strings.NewReader(string(b))
 	}
+	return CallCommand(ctx, r, agentCmd+" agent "+verb, verb, in, resp, onEvent)
+}
+
+// NoResultError says the agent's command ended without sending a result
+// or an error: it died, or something else answered.
+type NoResultError struct {
+	Verb string
+	// Err is how the command ended ("no result" when it exited 0).
+	Err error
+	// Output is its stderr and any stdout that was not protocol.
+	Output string
+}
+
+func (e *NoResultError) Error() string {
+	if e.Output != "" {
+		return fmt.Sprintf("agent %s: %v: %s", e.Verb, e.Err, e.Output)
+	}
+	return fmt.Sprintf("agent %s: %v", e.Verb, e.Err)
+}
+
+func (e *NoResultError) Unwrap() error { return e.Err }
+
+// CallCommand runs cmd through r with stdin as its input and reads the
+// agent protocol of verb from its stdout: Call's request on stdin, or the
+// data of a streaming verb (`agent-stream VERB ARGS`).
+func CallCommand(ctx context.Context, r Runner, cmd, verb string, stdin io.Reader, resp any, onEvent func(Event)) error {
 	pr, pw := io.Pipe()
 	var stderr strings.Builder
 	runErr := make(chan error, 1)
 	go func() {
-		err := r.Run(ctx, agentCmd+" agent "+verb, in, pw, &stderr)
+		err := r.Run(ctx, cmd, stdin, pw, &stderr)
 		pw.CloseWithError(io.EOF)
 		runErr <- err
 	}()
@@ -239,14 +265,10 @@ func Call(ctx context.Context, r Runner, agentCmd, verb string, req, resp any, o
 		return callErr
 	}
 	if !gotFinal {
-		msg := strings.TrimSpace(stderr.String())
 		if err == nil {
 			err = errors.New("no result")
 		}
-		if msg != "" {
-			return fmt.Errorf("agent %s: %w: %s", verb, err, msg)
-		}
-		return fmt.Errorf("agent %s: %w", verb, err)
+		return &NoResultError{Verb: verb, Err: err, Output: strings.TrimSpace(stderr.String())}
 	}
 	return nil
 }

@@ -83,3 +83,14 @@ func TestCallWithoutResultSaysWhy(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A streaming command that ends without a result is a NoResultError too,
+// with how it ended underneath.
+func TestCallCommandWithoutResult(t *testing.T) {
+	err := CallCommand(context.Background(), noiseRunner{}, "nivis agent-stream x", "x", strings.NewReader("data"), nil, nil)
+	var nr *NoResultError
+	var ee *ExitError
+	if !errors.As(err, &nr) || nr.Output != "sh: nivis: not found" || !errors.As(err, &ee) || ee.Status != 127 {
+		t.Fatalf("err = %#v", err)
+	}
+}

@@ -338,63 +338,16 @@ func WireStream(src io.Reader, level zstd.EncoderLevel) (io.ReadCloser, error) {
 }
 
 // callStream runs cmd through r with stdin as data and reads the agent
-// protocol from its stdout.
+// protocol from its stdout. An agent that ends without a result may have
+// changed the host halfway: that is a change failure.
 func callStream(ctx context.Context, r agent.Runner, cmd, verb string, stdin io.Reader, resp any, onEvent func(agent.Event)) error {
-	pr, pw := io.Pipe()
-	var stderr strings.Builder
-	runErr := make(chan error, 1)
-	go func() {
-		err := r.Run(ctx, cmd, stdin, pw, &stderr)
-		pw.CloseWithError(io.EOF)
-		runErr <- err
-	}()
-	var gotFinal bool
-	var callErr error
-	sc := bufio.NewScanner(pr)
-	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
-	var junk strings.Builder
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 {
-			continue
-		}
-		var m agent.Message
-		if err := json.Unmarshal(line, &m); err != nil {
-			junk.Write(line)
-			junk.WriteByte('\n')
-			continue
-		}
-		switch m.Type {
-		case "event":
-			if onEvent != nil && m.Event != nil {
-				onEvent(*m.Event)
-			}
-		case "result":
-			gotFinal = true
-			if resp != nil {
-				if err := json.Unmarshal(m.Result, resp); err != nil {
-					callErr = fmt.Errorf("agent %s: bad result: %w", verb, err)
-				}
-			}
-		case "error":
-			gotFinal = true
-			callErr = exitcode.Wrap(exitcode.Code(m.Code), &agent.RemoteError{Verb: verb, Message: m.Error, Code: exitcode.Code(m.Code)})
-		}
+	err := agent.CallCommand(ctx, r, cmd, verb, stdin, resp, onEvent)
+	var nr *agent.NoResultError
+	if !errors.As(err, &nr) {
+		return err
 	}
-	_, _ = io.Copy(io.Discard, pr)
-	err := <-runErr
-	if callErr != nil {
-		return callErr
+	if nr.Output != "" {
+		return exitcode.Wrap(exitcode.Change, fmt.Errorf("agent %s ended without a result (the host may be half-changed): %w: %s", verb, nr.Err, nr.Output))
 	}
-	if !gotFinal {
-		msg := strings.TrimSpace(stderr.String() + "\n" + junk.String())
-		if err == nil {
-			err = errors.New("no result")
-		}
-		if msg != "" {
-			return exitcode.Wrap(exitcode.Change, fmt.Errorf("agent %s ended without a result (the host may be half-changed): %w: %s", verb, err, msg))
-		}
-		return exitcode.Wrap(exitcode.Change, fmt.Errorf("agent %s ended without a result (the host may be half-changed): %w", verb, err))
-	}
-	return nil
+	return exitcode.Wrap(exitcode.Change, fmt.Errorf("agent %s ended without a result (the host may be half-changed): %w", verb, nr.Err))
 }
