@@ -8,7 +8,7 @@
 
 GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X github.com/nivis/nivis/internal/cli.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/nivis/nivis/cmd/nivis/cli.Version=$(VERSION)
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 BASES    := initramfs/base/base-amd64.cpio.zst initramfs/base/base-arm64.cpio.zst
 TESTTIMEOUT ?= 80m

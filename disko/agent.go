@@ -3,11 +3,12 @@ package disko
 import (
 	"encoding/json"
 
+	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/config"
 )
 
 // VerbDisko is the agent verb that runs a layout on the agent's host.
-const VerbDisko = "disko"
+var VerbDisko = agent.Verb[AgentRequest, AgentResult]{Name: "disko"}
 
 // AgentRequest asks the agent to run a layout. Password is only ever sent
 // on the agent's stdin and never logged.

@@ -2,7 +2,6 @@ package disko
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/nivis/nivis/internal/agent"
@@ -11,15 +10,15 @@ import (
 	"github.com/nivis/nivis/internal/logging"
 )
 
-func init() { agent.Register(VerbDisko, serveDisko) }
+// Handlers are the agent verbs this package serves.
+func Handlers() []agent.Handler {
+	return []agent.Handler{agent.Handle(VerbDisko, serveDisko)}
+}
 
 // serveDisko runs a layout on this host for a remote client (takeover's
 // disko phase), streaming one step event per operation.
-func serveDisko(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-	var req AgentRequest
-	if err := json.Unmarshal(raw, &req); err != nil {
-		return nil, exitcode.Errorf(exitcode.Usage, "disko request: %v", err)
-	}
+func serveDisko(ctx context.Context, reqp *AgentRequest, em *agent.Emitter) (*AgentResult, error) {
+	req := *reqp
 	mode, err := ParseMode(req.Mode)
 	if err != nil {
 		return nil, exitcode.Wrap(exitcode.Usage, err)

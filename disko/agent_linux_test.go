@@ -22,7 +22,7 @@ func serve(t *testing.T, req AgentRequest) ([]agent.Event, agent.Message) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	_ = agent.Serve(context.Background(), VerbDisko, bytes.NewReader(in), &out)
+	_ = agent.NewTable(Handlers()).Serve(context.Background(), VerbDisko.Name, bytes.NewReader(in), &out)
 	var events []agent.Event
 	var last agent.Message
 	sc := bufio.NewScanner(&out)

@@ -2,14 +2,15 @@ package kexec
 
 import (
 	"github.com/nivis/nivis/initramfs"
+	"github.com/nivis/nivis/internal/agent"
 )
 
 // Agent verbs this package serves (Linux side), and their JSON types,
 // shared with the client.
-const (
-	VerbPreflight = "kexec-preflight"
-	VerbPrepare   = "kexec-prepare"
-	VerbExec      = "kexec-exec"
+var (
+	VerbPreflight = agent.Verb[PrepareRequest, PreflightResult]{Name: "kexec-preflight"}
+	VerbPrepare   = agent.Verb[PrepareRequest, PrepareResult]{Name: "kexec-prepare"}
+	VerbExec      = agent.Verb[ExecRequest, ExecResult]{Name: "kexec-exec"}
 )
 
 // DefaultWorkDir is where the initrd is assembled on the target (tmpfs).

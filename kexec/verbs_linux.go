@@ -4,7 +4,6 @@ package kexec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,38 +15,24 @@ import (
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
-func init() {
-	agent.Register(VerbPreflight, preflightVerb)
-	agent.Register(VerbPrepare, prepareVerb)
-	agent.Register(VerbExec, execVerb)
+// Handlers are the agent verbs this package serves.
+func Handlers() []agent.Handler {
+	return []agent.Handler{
+		agent.Handle(VerbPreflight, preflightVerb),
+		agent.Handle(VerbPrepare, prepareVerb),
+		agent.Handle(VerbExec, execVerb),
+	}
 }
 
-func decode(raw json.RawMessage, v any) error {
-	if len(raw) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("bad request: %w", err))
-	}
-	return nil
-}
-
-func preflightVerb(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req PrepareRequest
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
-	return Preflight(req), nil
+func preflightVerb(ctx context.Context, req *PrepareRequest, ev *agent.Emitter) (*PreflightResult, error) {
+	return Preflight(*req), nil
 }
 
 // prepareVerb checks, captures the host, assembles the rescue initrd and
 // loads it with the kernel. Nothing on disk changes; the loaded kernel
 // only boots on kexec-exec.
-func prepareVerb(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req PrepareRequest
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func prepareVerb(ctx context.Context, reqp *PrepareRequest, ev *agent.Emitter) (*PrepareResult, error) {
+	req := *reqp
 	ev.Step("preflight", "checking that this host can kexec")
 	pf := Preflight(req)
 	for _, c := range pf.Checks {
@@ -148,11 +133,7 @@ func prepareVerb(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (a
 
 // execVerb schedules the kexec reboot in a detached child and returns, or
 // is that child (Detached) and reboots.
-func execVerb(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req ExecRequest
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func execVerb(ctx context.Context, req *ExecRequest, ev *agent.Emitter) (*ExecResult, error) {
 	delay := 2 * time.Second
 	if req.Delay != "" {
 		d, err := time.ParseDuration(req.Delay)

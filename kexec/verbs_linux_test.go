@@ -20,7 +20,7 @@ func serve(t *testing.T, verb string, req any) (result json.RawMessage, msgs []a
 	t.Helper()
 	in, _ := json.Marshal(req)
 	var out bytes.Buffer
-	err = agent.Serve(context.Background(), verb, bytes.NewReader(in), &out)
+	err = agent.NewTable(Handlers()).Serve(context.Background(), verb, bytes.NewReader(in), &out)
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(nil, 1<<24)
 	for sc.Scan() {
@@ -49,7 +49,7 @@ func checkNamed(cs []Check, name string) (Check, bool) {
 // with what the machine is: every check present, each failure with a fix,
 // and the image estimate filled in.
 func TestPreflightOnThisMachine(t *testing.T) {
-	raw, _, err := serve(t, VerbPreflight, PrepareRequest{Features: []string{"ext4"}})
+	raw, _, err := serve(t, VerbPreflight.Name, PrepareRequest{Features: []string{"ext4"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestPrepareRefusesWhenPreflightFails(t *testing.T) {
 		t.Skip("this machine passes preflight; the refusal is proven in the VM tests (kexec_load_disabled=1)")
 	}
 	dir := t.TempDir()
-	_, msgs, err := serve(t, VerbPrepare, PrepareRequest{WorkDir: dir})
+	_, msgs, err := serve(t, VerbPrepare.Name, PrepareRequest{WorkDir: dir})
 	if err == nil {
 		t.Fatal("kexec-prepare succeeded on a host that failed preflight")
 	}

@@ -110,7 +110,7 @@ func TestKexecIntoRescueImage(t *testing.T) {
 
 	req := kexec.PrepareRequest{Features: []string{"ext4", "vfat", "swap"}, KeepInitrd: true}
 	var pf kexec.PreflightResult
-	call(t, vm, kexec.VerbPreflight, req, &pf)
+	call(t, vm, kexec.VerbPreflight.Name, req, &pf)
 	for _, c := range pf.Checks {
 		t.Logf("preflight %-20s %-4s %s", c.Name, c.Status, c.Detail)
 	}
@@ -120,7 +120,7 @@ func TestKexecIntoRescueImage(t *testing.T) {
 
 	start = time.Now()
 	var res kexec.PrepareResult
-	call(t, vm, kexec.VerbPrepare, req, &res)
+	call(t, vm, kexec.VerbPrepare.Name, req, &res)
 	vmtests.Stage(t, "prepare", start)
 	t.Logf("loaded %s with %s, cmdline %q", res.Kernel, res.Method, res.Cmdline)
 	for _, p := range res.Image.Parts {
@@ -153,7 +153,7 @@ func TestKexecIntoRescueImage(t *testing.T) {
 	// The verb returns before the reboot: the SSH session ends cleanly.
 	start = time.Now()
 	var ex kexec.ExecResult
-	call(t, vm, kexec.VerbExec, kexec.ExecRequest{Delay: "2s"}, &ex)
+	call(t, vm, kexec.VerbExec.Name, kexec.ExecRequest{Delay: "2s"}, &ex)
 	if time.Since(start) > 30*time.Second {
 		t.Errorf("kexec-exec took %s to return", time.Since(start))
 	}

@@ -16,17 +16,6 @@ import (
 	"github.com/nivis/nivis/internal/mountinfo"
 )
 
-// RebootRequest is what the rescue-reboot verb asks of the running rescue
-// system (through a file and SIGUSR1 to its pid in the marker).
-type RebootRequest struct {
-	// DelaySeconds lets the SSH session that asked end cleanly first.
-	DelaySeconds int  `json:"delay_seconds"`
-	PowerOff     bool `json:"poweroff"`
-	// Kexec starts the kernel loaded with kexec (install-kexec-load)
-	// instead of going through the firmware.
-	Kexec bool `json:"kexec,omitempty"`
-}
-
 func (r *rescue) rebootRequested() {
 	if r.log == nil || r.o.RebootRequest == "" {
 		return

@@ -4,7 +4,6 @@ package rescue
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -15,26 +14,20 @@ import (
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
-// The agent verbs of the rescue system:
-//
-//	rescue-init    u-root's uinit: runs Run and never returns.
-//	rescue-reboot  RebootRequest -> RebootResult: asks the running rescue
-//	               system to reboot (or power off) after a delay, so the
-//	               client's SSH session ends cleanly first.
+// Handlers are the agent verbs this package serves.
+func Handlers() []agent.Handler {
+	return []agent.Handler{
+		agent.Handle(VerbInit, func(ctx context.Context, _ *struct{}, _ *agent.Emitter) (*struct{}, error) {
+			Run(context.WithoutCancel(ctx), DefaultOptions())
+			return nil, nil // not reached
+		}),
+		agent.Handle(VerbReboot, func(ctx context.Context, req *RebootRequest, ev *agent.Emitter) (*RebootResult, error) {
+			return requestReboot(carry.RescueMarker, "/run/nivis/reboot-request.json", *req)
+		}),
+	}
+}
+
 func init() {
-	agent.Register("rescue-init", func(ctx context.Context, _ json.RawMessage, _ *agent.Emitter) (any, error) {
-		Run(context.WithoutCancel(ctx), DefaultOptions())
-		return nil, nil // not reached
-	})
-	agent.Register("rescue-reboot", func(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-		req := RebootRequest{DelaySeconds: 2}
-		if len(raw) > 0 {
-			if err := json.Unmarshal(raw, &req); err != nil {
-				return nil, exitcode.Errorf(exitcode.Usage, "rescue-reboot request: %v", err)
-			}
-		}
-		return requestReboot(carry.RescueMarker, "/run/nivis/reboot-request.json", req)
-	})
 	// As uinit, `nivis agent rescue-init` has the console as stdin (or
 	// nothing), and agent.Serve reads a request from stdin until EOF,
 	// which a console never sends. This verb takes no request: give it an
@@ -45,13 +38,6 @@ func init() {
 			os.Stdin = r
 		}
 	}
-}
-
-// RebootResult is the rescue-reboot verb's answer.
-type RebootResult struct {
-	PID          int  `json:"pid"`
-	DelaySeconds int  `json:"delay_seconds"`
-	PowerOff     bool `json:"poweroff"`
 }
 
 func requestReboot(markerPath, requestPath string, req RebootRequest) (*RebootResult, error) {

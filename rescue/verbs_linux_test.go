@@ -11,7 +11,7 @@ import (
 
 func TestVerbsRegistered(t *testing.T) {
 	for _, v := range []string{"rescue-init", "rescue-reboot"} {
-		if !slices.Contains(agent.Verbs(), v) {
+		if !slices.Contains(agent.NewTable(Handlers()).Names(), v) {
 			t.Errorf("verb %s is not registered", v)
 		}
 	}

@@ -4,18 +4,22 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nivis/nivis/internal/agent"
 )
 
 // Agent verbs (the client runs `nivis agent VERB`).
-const (
-	VerbApply       = "sysmgr-apply"
-	VerbDiff        = "sysmgr-diff"
-	VerbGenerations = "sysmgr-generations"
-	VerbRollback    = "sysmgr-rollback"
-	VerbGC          = "sysmgr-gc"
-	VerbDeactivate  = "sysmgr-deactivate"
-	VerbConfirm     = "sysmgr-confirm"
-	VerbConfirmWait = "sysmgr-confirm-wait"
+var (
+	VerbApply       = agent.Verb[ApplyRequest, ApplyResult]{Name: "sysmgr-apply"}
+	VerbDiff        = agent.Verb[DiffRequest, DiffResult]{Name: "sysmgr-diff"}
+	VerbGenerations = agent.Verb[RootRequest, GenerationsResult]{Name: "sysmgr-generations"}
+	VerbRollback    = agent.Verb[RollbackRequest, ApplyResult]{Name: "sysmgr-rollback"}
+	VerbGC          = agent.Verb[GCRequest, GCResult]{Name: "sysmgr-gc"}
+	VerbDeactivate  = agent.Verb[RootRequest, ApplyResult]{Name: "sysmgr-deactivate"}
+	VerbConfirm     = agent.Verb[ConfirmRequest, ConfirmResult]{Name: "sysmgr-confirm"}
+	// VerbConfirmWait runs under systemd-run with no request on stdin: the
+	// root comes from the environment, the rest from the pending file.
+	VerbConfirmWait = agent.Verb[struct{}, struct{}]{Name: "sysmgr-confirm-wait"}
 )
 
 // RootEnv passes the root to the detached confirm watcher.

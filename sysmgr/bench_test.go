@@ -51,7 +51,7 @@ func BenchmarkApply(b *testing.B) {
 						b.Fatal(err)
 					}
 					var out bytes.Buffer
-					if err := agent.Serve(context.Background(), VerbApply, bytes.NewReader(raw), &out); err != nil {
+					if err := agent.NewTable(Handlers()).Serve(context.Background(), VerbApply.Name, bytes.NewReader(raw), &out); err != nil {
 						b.Fatalf("apply: %v\n%s", err, out.String())
 					}
 					var m agent.Message

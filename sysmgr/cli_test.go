@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nivis/nivis/internal/cli"
+	"github.com/nivis/nivis/cmd/nivis/cli"
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/sshclient"
 	"github.com/nivis/nivis/internal/testsshd"

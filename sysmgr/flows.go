@@ -493,7 +493,7 @@ func (h *Host) startWatcherUnit(ctx context.Context, p *Pending) error {
 	}
 	_, err = h.Cmd.Run(ctx, "systemd-run", "--unit="+p.Unit, "--collect", "--quiet",
 		"--description=nivis: roll back generation "+strconv.Itoa(p.Generation)+" unless confirmed",
-		"--setenv="+RootEnv+"="+h.Root, exe, "agent", VerbConfirmWait)
+		"--setenv="+RootEnv+"="+h.Root, exe, "agent", VerbConfirmWait.Name)
 	return err
 }
 

@@ -4,7 +4,6 @@ package sysmgr
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -12,85 +11,46 @@ import (
 	"time"
 
 	"github.com/nivis/nivis/internal/agent"
-	"github.com/nivis/nivis/internal/exitcode"
 )
 
-func init() {
-	agent.Register(VerbApply, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		var req ApplyRequest
-		if err := decode(raw, &req); err != nil {
-			return nil, err
-		}
-		keepRunning()
-		h := NewHost(req.Root, em)
-		if req.JobTimeout > 0 {
-			if d, ok := h.Systemd.(*DBusSystemd); ok {
-				d.JobTimeout = req.JobTimeout
+// Handlers are the agent verbs this package serves.
+func Handlers() []agent.Handler {
+	return []agent.Handler{
+		agent.Handle(VerbApply, func(ctx context.Context, req *ApplyRequest, em *agent.Emitter) (*ApplyResult, error) {
+			keepRunning()
+			h := NewHost(req.Root, em)
+			if req.JobTimeout > 0 {
+				if d, ok := h.Systemd.(*DBusSystemd); ok {
+					d.JobTimeout = req.JobTimeout
+				}
 			}
-		}
-		return h.Apply(ctx, &req)
-	})
-	agent.Register(VerbDiff, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		var req DiffRequest
-		if err := decode(raw, &req); err != nil {
-			return nil, err
-		}
-		return NewHost(req.Root, em).Diff(ctx, &req)
-	})
-	agent.Register(VerbGenerations, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		var req RootRequest
-		if err := decode(raw, &req); err != nil {
-			return nil, err
-		}
-		return NewHost(req.Root, em).Generations(ctx)
-	})
-	agent.Register(VerbRollback, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		var req RollbackRequest
-		if err := decode(raw, &req); err != nil {
-			return nil, err
-		}
-		keepRunning()
-		return NewHost(req.Root, em).Rollback(ctx, req.To)
-	})
-	agent.Register(VerbGC, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		var req GCRequest
-		if err := decode(raw, &req); err != nil {
-			return nil, err
-		}
-		return NewHost(req.Root, em).GC(ctx, req.Keep)
-	})
-	agent.Register(VerbDeactivate, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		var req RootRequest
-		if err := decode(raw, &req); err != nil {
-			return nil, err
-		}
-		keepRunning()
-		return NewHost(req.Root, em).Deactivate(ctx)
-	})
-	agent.Register(VerbConfirm, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		var req ConfirmRequest
-		if err := decode(raw, &req); err != nil {
-			return nil, err
-		}
-		return NewHost(req.Root, em).Confirm(ctx, req.Generation)
-	})
-	// The watcher runs under systemd-run with no request on stdin: the root
-	// comes from the environment, the rest from the pending file.
-	agent.Register(VerbConfirmWait, func(ctx context.Context, raw json.RawMessage, em *agent.Emitter) (any, error) {
-		keepRunning()
-		root := os.Getenv(RootEnv)
-		return nil, NewHost(root, em).ConfirmWait(ctx)
-	})
-}
-
-func decode(raw json.RawMessage, v any) error {
-	if len(raw) == 0 {
-		return nil
+			return h.Apply(ctx, req)
+		}),
+		agent.Handle(VerbDiff, func(ctx context.Context, req *DiffRequest, em *agent.Emitter) (*DiffResult, error) {
+			return NewHost(req.Root, em).Diff(ctx, req)
+		}),
+		agent.Handle(VerbGenerations, func(ctx context.Context, req *RootRequest, em *agent.Emitter) (*GenerationsResult, error) {
+			return NewHost(req.Root, em).Generations(ctx)
+		}),
+		agent.Handle(VerbRollback, func(ctx context.Context, req *RollbackRequest, em *agent.Emitter) (*ApplyResult, error) {
+			keepRunning()
+			return NewHost(req.Root, em).Rollback(ctx, req.To)
+		}),
+		agent.Handle(VerbGC, func(ctx context.Context, req *GCRequest, em *agent.Emitter) (*GCResult, error) {
+			return NewHost(req.Root, em).GC(ctx, req.Keep)
+		}),
+		agent.Handle(VerbDeactivate, func(ctx context.Context, req *RootRequest, em *agent.Emitter) (*ApplyResult, error) {
+			keepRunning()
+			return NewHost(req.Root, em).Deactivate(ctx)
+		}),
+		agent.Handle(VerbConfirm, func(ctx context.Context, req *ConfirmRequest, em *agent.Emitter) (*ConfirmResult, error) {
+			return NewHost(req.Root, em).Confirm(ctx, req.Generation)
+		}),
+		agent.Handle(VerbConfirmWait, func(ctx context.Context, _ *struct{}, em *agent.Emitter) (*struct{}, error) {
+			keepRunning()
+			return nil, NewHost(os.Getenv(RootEnv), em).ConfirmWait(ctx)
+		}),
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return exitcode.Errorf(exitcode.Usage, "bad request: %v (client and agent are different nivis versions?)", err)
-	}
-	return nil
 }
 
 // keepRunning lets an activation finish when the SSH session drops under

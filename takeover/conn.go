@@ -9,19 +9,14 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/facts"
 )
 
 // Conn is a connection to the target with the agent reachable: what the
 // phases need, and all they need, so they can be driven by tests.
-type Conn interface {
-	// Call runs an agent verb (see package agent).
-	Call(ctx context.Context, verb string, req, resp any) error
-	// HostKey is the SSH host key the target presented.
-	HostKey() ssh.PublicKey
-	Close() error
-}
+type Conn = agent.Conn
 
 // Dialer opens a new connection. port overrides the target's SSH port when
 // non-zero; expect, when non-nil, is the only host key to accept (after a
@@ -110,8 +105,8 @@ func probe(ctx context.Context, dial Dialer, o WaitOptions) (Conn, *facts.Facts,
 			return nil, nil, &HostKeyChangedError{Want: ssh.FingerprintSHA256(o.HostKey), Got: gotFP}
 		}
 	}
-	var f facts.Facts
-	if err := c.Call(ctx, "facts", nil, &f); err != nil {
+	f, err := facts.VerbFacts.Call(ctx, c, nil)
+	if err != nil {
 		c.Close()
 		return nil, nil, err
 	}
@@ -123,7 +118,7 @@ func probe(ctx context.Context, dial Dialer, o WaitOptions) (Conn, *facts.Facts,
 		c.Close()
 		return nil, nil, fmt.Errorf("a new boot, but not the nivis rescue system (os %s)", f.OS.PrettyName)
 	}
-	return c, &f, nil
+	return c, f, nil
 }
 
 func shortErr(err error) string {

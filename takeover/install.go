@@ -12,8 +12,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nivis/nivis/disko"
-	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/rescue"
 	"github.com/nivis/nivis/takeover/install"
 )
 
@@ -40,13 +40,6 @@ type InstallOptions struct {
 	ReportPlan func(p *disko.Plan)
 	// Progress gets the source upload's bytes read so far.
 	Progress func(done, total int64)
-}
-
-// Runner is what Push needs of a connection: running a streaming verb.
-type Runner interface {
-	Conn
-	agent.Runner
-	AgentCommand(ctx context.Context) (string, error)
 }
 
 // Install is one `nivis install` run.
@@ -102,8 +95,7 @@ func (in *Install) disko(ctx context.Context) error {
 		return exitcode.Errorf(exitcode.Precondition, "the host does not run the nivis rescue system: run the kexec phase first (or `nivis rescue`)")
 	}
 	if len(in.Opts.DiskKeys) > 0 && !in.Opts.DryRun {
-		var res install.SecretsResult
-		if err := in.conn.Call(ctx, install.VerbSecrets, &install.SecretsRequest{Files: in.Opts.DiskKeys}, &res); err != nil {
+		if _, err := install.VerbSecrets.Call(ctx, in.conn, &install.SecretsRequest{Files: in.Opts.DiskKeys}); err != nil {
 			return err
 		}
 	}
@@ -116,8 +108,8 @@ func (in *Install) disko(ctx context.Context) error {
 		return err
 	}
 	req.DryRun = true
-	var plan disko.AgentResult
-	if err := in.conn.Call(ctx, disko.VerbDisko, req, &plan); err != nil {
+	plan, err := disko.VerbDisko.Call(ctx, in.conn, req)
+	if err != nil {
 		return err
 	}
 	if plan.Plan != nil && in.Opts.ReportPlan != nil {
@@ -136,8 +128,8 @@ func (in *Install) disko(ctx context.Context) error {
 		}
 	}
 	req.DryRun = false
-	var res disko.AgentResult
-	if err := in.conn.Call(ctx, disko.VerbDisko, req, &res); err != nil {
+	res, err := disko.VerbDisko.Call(ctx, in.conn, req)
+	if err != nil {
 		return exitcode.Wrap(exitcode.Change, err)
 	}
 	in.fstab, in.crypttab = res.Fstab, res.Crypttab
@@ -154,8 +146,8 @@ func (in *Install) tables(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var res disko.AgentResult
-	if err := in.conn.Call(ctx, disko.VerbDisko, req, &res); err != nil {
+	res, err := disko.VerbDisko.Call(ctx, in.conn, req)
+	if err != nil {
 		return err
 	}
 	in.fstab, in.crypttab = res.Fstab, res.Crypttab
@@ -172,18 +164,10 @@ func (in *Install) install(ctx context.Context) error {
 			in.Config.System.Source, in.Config.System.Format, into, in.Config.Bootloader, in.Config.Firmware, in.Config.Network)
 		return nil
 	}
-	r, ok := in.conn.(Runner)
-	if !ok {
-		return fmt.Errorf("internal: connection cannot stream")
-	}
-	agentCmd, err := r.AgentCommand(ctx)
-	if err != nil {
-		return err
-	}
 	if err := in.tables(ctx); err != nil {
 		return err
 	}
-	if err := in.pushSource(ctx, r, agentCmd); err != nil {
+	if err := in.pushSource(ctx); err != nil {
 		return err
 	}
 	if in.Config.System.Format == "raw" {
@@ -192,7 +176,7 @@ func (in *Install) install(ctx context.Context) error {
 	if in.Opts.ExtraFiles != "" {
 		tr := install.ExtraFilesTar(in.Opts.ExtraFiles)
 		defer tr.Close()
-		if _, err := install.Push(ctx, r, agentCmd, install.ExtractRequest{Root: TargetRoot, Extra: true}, tr, install.PushOptions{}); err != nil {
+		if _, err := install.Push(ctx, in.conn, install.ExtractRequest{Root: TargetRoot, Extra: true}, tr, install.PushOptions{}); err != nil {
 			return exitcode.Wrap(exitcode.Change, fmt.Errorf("extra files: %w", err))
 		}
 	}
@@ -203,8 +187,8 @@ func (in *Install) install(ctx context.Context) error {
 	if in.Opts.CopyHostKeys || in.Config.CopyHostKeys {
 		fin.HostKeyDir = "/nivis/hostkeys"
 	}
-	var fres install.FinalizeResult
-	if err := in.conn.Call(ctx, install.VerbFinalize, &fin, &fres); err != nil {
+	fres, err := install.VerbFinalize.Call(ctx, in.conn, &fin)
+	if err != nil {
 		return exitcode.Wrap(exitcode.Change, fmt.Errorf("finalize: %w", err))
 	}
 	for _, w := range fres.Warnings {
@@ -217,8 +201,8 @@ func (in *Install) install(ctx context.Context) error {
 	if in.Config.BootloaderCommand != "" {
 		boot.Command = []string{"/bin/sh", "-c", in.Config.BootloaderCommand}
 	}
-	var bres install.BootloaderResult
-	if err := in.conn.Call(ctx, install.VerbBootloader, &boot, &bres); err != nil {
+	bres, err := install.VerbBootloader.Call(ctx, in.conn, &boot)
+	if err != nil {
 		return exitcode.Wrap(exitcode.Change, fmt.Errorf("bootloader (the host will NOT be rebooted; fix it and resume with --phases install,reboot): %w", err))
 	}
 	for _, w := range bres.Warnings {
@@ -230,7 +214,7 @@ func (in *Install) install(ctx context.Context) error {
 	return nil
 }
 
-func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) error {
+func (in *Install) pushSource(ctx context.Context) error {
 	sys := in.Config.System
 	req := install.ExtractRequest{Root: TargetRoot, Format: sys.Format}
 	if sys.Format == "raw" {
@@ -241,7 +225,6 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 		}
 	}
 	if strings.HasPrefix(sys.Source, "https://") {
-		var res install.ExtractResult
 		fr := install.FetchRequest{ExtractRequest: req, URL: sys.Source, SHA256: sys.SHA256}
 		if sys.CAFile != "" {
 			ca := sys.CAFile
@@ -254,7 +237,7 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 			}
 			fr.CAPEM = string(b)
 		}
-		if err := in.conn.Call(ctx, install.VerbFetch, &fr, &res); err != nil {
+		if _, err := install.VerbFetch.Call(ctx, in.conn, &fr); err != nil {
 			return exitcode.Wrap(exitcode.Change, err)
 		}
 		return nil
@@ -264,7 +247,7 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 		path = filepath.Join(in.Config.Dir, path)
 	}
 	if sys.Format == install.FormatOCI {
-		return in.pushImage(ctx, r, agentCmd, path)
+		return in.pushImage(ctx, path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -274,7 +257,7 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 	st, _ := f.Stat()
 	total := st.Size()
 	start := time.Now()
-	res, err := install.Push(ctx, r, agentCmd, req, f, install.PushOptions{
+	res, err := install.Push(ctx, in.conn, req, f, install.PushOptions{
 		OnRead: func(n int64) {
 			if in.Opts.Progress != nil {
 				in.Opts.Progress(n, total)
@@ -296,7 +279,7 @@ func (in *Install) pushSource(ctx context.Context, r Runner, agentCmd string) er
 // pushImage sends an OCI layout or image archive the client has at hand
 // layer by layer, in order: the host applies each with its whiteouts and
 // never needs room for the image's blobs.
-func (in *Install) pushImage(ctx context.Context, r Runner, agentCmd, path string) error {
+func (in *Install) pushImage(ctx context.Context, path string) error {
 	arch := ""
 	if f := in.Facts(); f != nil {
 		arch = f.Arch
@@ -319,7 +302,7 @@ func (in *Install) pushImage(ctx context.Context, r Runner, agentCmd, path strin
 		}
 		n := i
 		req := install.ExtractRequest{Root: TargetRoot, Format: install.FormatTar, Layer: &n}
-		res, err := install.Push(ctx, r, agentCmd, req, rc, install.PushOptions{
+		res, err := install.Push(ctx, in.conn, req, rc, install.PushOptions{
 			OnRead: func(done int64) {
 				if in.Opts.Progress != nil && base+done < total {
 					in.Opts.Progress(base+done, total)
@@ -352,8 +335,8 @@ func (in *Install) reboot(ctx context.Context) error {
 	}
 	if in.Opts.KexecBoot {
 		// The kernel is read now, while the target is still mounted.
-		var kres install.KexecBootResult
-		if err := in.conn.Call(ctx, install.VerbKexecBoot, &install.KexecBootRequest{Root: TargetRoot}, &kres); err != nil {
+		kres, err := install.VerbKexecBoot.Call(ctx, in.conn, &install.KexecBootRequest{Root: TargetRoot})
+		if err != nil {
 			return err
 		}
 		in.Log.WithFields(logrus.Fields{"kernel": kres.Kernel, "cmdline": kres.Cmdline, "method": kres.Method}).Info("--kexec-boot: the installed kernel is loaded")
@@ -361,18 +344,13 @@ func (in *Install) reboot(ctx context.Context) error {
 	if in.Config.Layout != nil {
 		req, err := in.diskoRequest("unmount")
 		if err == nil {
-			var res disko.AgentResult
-			if err := in.conn.Call(ctx, disko.VerbDisko, req, &res); err != nil {
+			if _, err := disko.VerbDisko.Call(ctx, in.conn, req); err != nil {
 				in.Log.Warnf("unmount before reboot: %v", err)
 			}
 		}
 	}
-	rebootReq := map[string]any{"delay_seconds": 2}
-	if in.Opts.KexecBoot {
-		rebootReq["kexec"] = true
-	}
-	var ignore map[string]any
-	if err := in.conn.Call(ctx, "rescue-reboot", rebootReq, &ignore); err != nil {
+	rebootReq := &rescue.RebootRequest{DelaySeconds: 2, Kexec: in.Opts.KexecBoot}
+	if _, err := rescue.VerbReboot.Call(ctx, in.conn, rebootReq); err != nil {
 		return exitcode.Wrap(exitcode.Change, err)
 	}
 	_ = in.conn.Close()

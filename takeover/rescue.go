@@ -66,12 +66,12 @@ func (t *Takeover) Connect(ctx context.Context) (*facts.Facts, error) {
 	}
 	t.conn = c
 	t.hostKey = c.HostKey()
-	var f facts.Facts
-	if err := c.Call(ctx, "facts", nil, &f); err != nil {
+	f, err := facts.VerbFacts.Call(ctx, c, nil)
+	if err != nil {
 		return nil, err
 	}
-	t.before = &f
-	return &f, nil
+	t.before = f
+	return f, nil
 }
 
 // Conn is the current connection.
@@ -95,8 +95,8 @@ func (t *Takeover) Preflight(ctx context.Context, o KexecOptions) (*kexec.Prefli
 	if t.before != nil && t.before.Virtualization.IsContainer {
 		return nil, exitcode.Errorf(exitcode.Precondition, "the host is a %s container: a container cannot kexec; run nivis against the machine (VM or bare metal) itself", t.before.Virtualization.Container)
 	}
-	var res kexec.PreflightResult
-	if err := t.conn.Call(ctx, kexec.VerbPreflight, o.request(), &res); err != nil {
+	res, err := kexec.VerbPreflight.Call(ctx, t.conn, o.request())
+	if err != nil {
 		return nil, err
 	}
 	for _, c := range res.Checks {
@@ -121,9 +121,9 @@ func (t *Takeover) Preflight(ctx context.Context, o KexecOptions) (*kexec.Prefli
 				}
 			}
 		}
-		return &res, exitcode.Errorf(exitcode.Precondition, "%s", b.String())
+		return res, exitcode.Errorf(exitcode.Precondition, "%s", b.String())
 	}
-	return &res, nil
+	return res, nil
 }
 
 func (o KexecOptions) request() *kexec.PrepareRequest {
@@ -146,8 +146,8 @@ func (t *Takeover) InRescue() bool { return t.before != nil && t.before.NivisRes
 // Kexec assembles the image, loads it, triggers the kexec and waits for
 // the host to come back into the rescue system with the same host key.
 func (t *Takeover) Kexec(ctx context.Context, o KexecOptions) (*kexec.PrepareResult, error) {
-	var prep kexec.PrepareResult
-	if err := t.conn.Call(ctx, kexec.VerbPrepare, o.request(), &prep); err != nil {
+	prep, err := kexec.VerbPrepare.Call(ctx, t.conn, o.request())
+	if err != nil {
 		return nil, exitcode.Wrap(exitcode.Precondition, err)
 	}
 	if prep.Image != nil {
@@ -157,16 +157,15 @@ func (t *Takeover) Kexec(ctx context.Context, o KexecOptions) (*kexec.PrepareRes
 			"method":      prep.Method,
 		}).Info("rescue image assembled and loaded")
 	}
-	var ex kexec.ExecResult
-	if err := t.conn.Call(ctx, kexec.VerbExec, &kexec.ExecRequest{Delay: "2s"}, &ex); err != nil {
-		return &prep, exitcode.Wrap(exitcode.Change, err)
+	if _, err := kexec.VerbExec.Call(ctx, t.conn, &kexec.ExecRequest{Delay: "2s"}); err != nil {
+		return prep, exitcode.Wrap(exitcode.Change, err)
 	}
 	_ = t.conn.Close()
 	t.conn = nil
 	t.port = o.PostKexecSSHPort
 	if o.NoWait {
 		t.Log.Info("kexec scheduled; not waiting (--no-wait)")
-		return &prep, nil
+		return prep, nil
 	}
 	t.Log.Info("kexec scheduled; waiting for the rescue system")
 	c, f, err := WaitForNewBoot(ctx, t.Dial, WaitOptions{
@@ -174,9 +173,9 @@ func (t *Takeover) Kexec(ctx context.Context, o KexecOptions) (*kexec.PrepareRes
 		Deadline: o.WaitTimeout, Rescue: o.Initrd == "", Out: t.Out,
 	})
 	if err != nil {
-		return &prep, err
+		return prep, err
 	}
 	t.conn = c
 	t.after = f
-	return &prep, nil
+	return prep, nil
 }

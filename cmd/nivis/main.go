@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/nivis/nivis/internal/cli"
+	"github.com/nivis/nivis/cmd/nivis/cli"
 	"github.com/nivis/nivis/internal/posixsh"
 )
 

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 
@@ -81,69 +80,6 @@ func (e *Emitter) send(m Message) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	_ = e.enc.Encode(m)
-}
-
-// Handler runs one verb: req is the raw JSON request (may be empty).
-type Handler func(ctx context.Context, req json.RawMessage, ev *Emitter) (any, error)
-
-var (
-	verbsMu sync.Mutex
-	verbs   = map[string]Handler{}
-)
-
-// Register adds a verb. Packages register their verbs in init (Linux side).
-func Register(verb string, h Handler) {
-	verbsMu.Lock()
-	defer verbsMu.Unlock()
-	if _, dup := verbs[verb]; dup {
-		panic("agent: verb registered twice: " + verb)
-	}
-	verbs[verb] = h
-}
-
-// Verbs lists registered verbs.
-func Verbs() []string {
-	verbsMu.Lock()
-	defer verbsMu.Unlock()
-	var out []string
-	for v := range verbs {
-		out = append(out, v)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Serve runs verb with the request read from stdin, writing the protocol to
-// stdout. It returns the verb's error (already reported on stdout).
-func Serve(ctx context.Context, verb string, stdin io.Reader, stdout io.Writer) error {
-	em := NewEmitter(stdout)
-	verbsMu.Lock()
-	h, ok := verbs[verb]
-	verbsMu.Unlock()
-	if !ok {
-		err := exitcode.Errorf(exitcode.Usage, "unknown agent verb %q (known: %s); the agent on the host may be a different nivis version", verb, strings.Join(Verbs(), ", "))
-		em.send(Message{Type: "error", Error: err.Error(), Code: int(exitcode.Usage)})
-		return err
-	}
-	var req json.RawMessage
-	if stdin != nil {
-		data, err := io.ReadAll(stdin)
-		if err != nil {
-			return err
-		}
-		req = json.RawMessage(strings.TrimSpace(string(data)))
-	}
-	res, err := h(ctx, req, em)
-	if err != nil {
-		em.send(Message{Type: "error", Error: err.Error(), Code: int(exitcode.Of(err))})
-		return err
-	}
-	raw, err := json.Marshal(res)
-	if err != nil {
-		return err
-	}
-	em.send(Message{Type: "result", Result: raw})
-	return nil
 }
 
 // Runner runs a command line on a host (over SSH, or locally) with the given

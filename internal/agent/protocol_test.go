@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -11,32 +10,33 @@ import (
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
+type echoReq struct{ Text string }
+
+var (
+	verbEcho = Verb[echoReq, map[string]string]{Name: "test-echo"}
+	verbFail = Verb[struct{}, struct{}]{Name: "test-fail"}
+	verbCat  = StreamVerb[echoReq, map[string]string]{Name: "test-cat"}
+	table    = NewTable([]Handler{
+		Handle(verbEcho, func(ctx context.Context, r *echoReq, ev *Emitter) (*map[string]string, error) {
+			ev.Step("echo", "echoing")
+			ev.Emit(Event{Kind: "progress", Done: 1, Total: 2})
+			return &map[string]string{"echo": r.Text}, nil
+		}),
+		Handle(verbFail, func(ctx context.Context, _ *struct{}, ev *Emitter) (*struct{}, error) {
+			return nil, exitcode.Errorf(exitcode.Precondition, "host lacks kexec")
+		}),
+		HandleStream(verbCat, func(ctx context.Context, r *echoReq, data io.Reader, ev *Emitter) (*map[string]string, error) {
+			b, err := io.ReadAll(data)
+			return &map[string]string{"prefix": r.Text, "data": string(b)}, err
+		}),
+	})
+)
+
 // serveRunner runs verbs in-process, as the remote `nivis agent VERB` would.
 type serveRunner struct{ prefix string }
 
 func (r serveRunner) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
-	verb := strings.TrimPrefix(cmd, r.prefix+" agent ")
-	if err := Serve(ctx, verb, stdin, stdout); err != nil {
-		return &ExitError{Status: int(exitcode.Of(err))}
-	}
-	return nil
-}
-
-type echoReq struct{ Text string }
-
-func init() {
-	Register("test-echo", func(ctx context.Context, req json.RawMessage, ev *Emitter) (any, error) {
-		var r echoReq
-		if err := json.Unmarshal(req, &r); err != nil {
-			return nil, err
-		}
-		ev.Step("echo", "echoing")
-		ev.Emit(Event{Kind: "progress", Done: 1, Total: 2})
-		return map[string]string{"echo": r.Text}, nil
-	})
-	Register("test-fail", func(ctx context.Context, req json.RawMessage, ev *Emitter) (any, error) {
-		return nil, exitcode.Errorf(exitcode.Precondition, "host lacks kexec")
-	})
+	return tableRunner{table}.Run(ctx, cmd, stdin, stdout, stderr)
 }
 
 func TestCallRoundTrip(t *testing.T) {
@@ -51,6 +51,39 @@ func TestCallRoundTrip(t *testing.T) {
 	}
 	if len(events) != 2 || events[0].Kind != "step" || events[1].Done != 1 {
 		t.Errorf("events = %+v", events)
+	}
+}
+
+func TestLocalConnTypedVerbs(t *testing.T) {
+	var c Conn = &Local{Table: table}
+	res, err := verbEcho.Call(context.Background(), c, &echoReq{Text: "typed"})
+	if err != nil || (*res)["echo"] != "typed" {
+		t.Fatalf("Call = %v, %v", res, err)
+	}
+	out, err := verbCat.Call(context.Background(), c, &echoReq{Text: "p"}, strings.NewReader("stream data"))
+	if err != nil || (*out)["data"] != "stream data" || (*out)["prefix"] != "p" {
+		t.Fatalf("Stream = %v, %v", out, err)
+	}
+	// A streaming verb is not callable as a plain one, and the reverse.
+	if err := c.Call(context.Background(), verbCat.Name, nil, nil); err == nil || !strings.Contains(err.Error(), "unknown agent verb") {
+		t.Errorf("stream verb called plainly: %v", err)
+	}
+	if err := c.Stream(context.Background(), verbEcho.Name, nil, strings.NewReader(""), nil); err == nil || !strings.Contains(err.Error(), "unknown stream verb") {
+		t.Errorf("plain verb streamed: %v", err)
+	}
+}
+
+// One decoder for every verb: an empty request is the zero value, a
+// malformed one is a usage error naming the verb.
+func TestDecodeRequest(t *testing.T) {
+	var out strings.Builder
+	if err := table.Serve(context.Background(), verbEcho.Name, strings.NewReader(""), &out); err != nil {
+		t.Fatalf("empty request: %v", err)
+	}
+	out.Reset()
+	err := table.Serve(context.Background(), verbEcho.Name, strings.NewReader("{not json"), &out)
+	if err == nil || exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "test-echo") || !strings.Contains(out.String(), `"type":"error"`) {
+		t.Fatalf("bad request: %v, %s", err, out.String())
 	}
 }
 

@@ -220,7 +220,7 @@ func (r *inProcess) Run(ctx context.Context, cmd string, stdin io.Reader, stdout
 	if len(f) < 2 || f[len(f)-2] != "agent" {
 		return fmt.Errorf("not an agent command: %q", cmd)
 	}
-	if err := agent.Serve(ctx, f[len(f)-1], stdin, stdout); err != nil {
+	if err := agent.NewTable(Handlers()).Serve(ctx, f[len(f)-1], stdin, stdout); err != nil {
 		return &agent.ExitError{Status: 1}
 	}
 	return nil
@@ -230,7 +230,7 @@ func (r *inProcess) Run(ctx context.Context, cmd string, stdin io.Reader, stdout
 // raw output is one step event then one result, and Call decodes it.
 func TestAgentVerbFacts(t *testing.T) {
 	var buf bytes.Buffer
-	if err := agent.Serve(context.Background(), "facts", strings.NewReader(""), &buf); err != nil {
+	if err := agent.NewTable(Handlers()).Serve(context.Background(), "facts", strings.NewReader(""), &buf); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")

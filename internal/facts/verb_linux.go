@@ -4,15 +4,16 @@ package facts
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/nivis/nivis/internal/agent"
 )
 
-// The agent verb "facts": no request, the result is a Facts.
-func init() {
-	agent.Register("facts", func(ctx context.Context, _ json.RawMessage, ev *agent.Emitter) (any, error) {
-		ev.Step("facts", "gathering host facts")
-		return Gather(ctx)
-	})
+// Handlers are the agent verbs this package serves.
+func Handlers() []agent.Handler {
+	return []agent.Handler{
+		agent.Handle(VerbFacts, func(ctx context.Context, _ *struct{}, ev *agent.Emitter) (*Facts, error) {
+			ev.Step("facts", "gathering host facts")
+			return Gather(ctx)
+		}),
+	}
 }

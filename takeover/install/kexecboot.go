@@ -1,7 +1,9 @@
 package install
 
+import "github.com/nivis/nivis/internal/agent"
+
 // VerbKexecBoot loads the installed system's kernel for `--kexec-boot`.
-const VerbKexecBoot = "install-kexec-load"
+var VerbKexecBoot = agent.Verb[KexecBootRequest, KexecBootResult]{Name: "install-kexec-load"}
 
 // KexecBootRequest asks the agent to load the newest kernel installed
 // under Root (its /boot/vmlinuz-* and initrd) as the next kexec image.

@@ -4,7 +4,6 @@ package install
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,15 +14,9 @@ import (
 	"github.com/nivis/nivis/kexec"
 )
 
-func init() { agent.Register(VerbKexecBoot, serveKexecBoot) }
-
-func serveKexecBoot(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req KexecBootRequest
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func serveKexecBoot(ctx context.Context, req *KexecBootRequest, ev *agent.Emitter) (*KexecBootResult, error) {
 	ev.Step("kexec-load", "loading the installed kernel from "+req.Root)
-	return LoadInstalledKernel(req, "/proc/self/mountinfo", "/proc/cmdline", func(f string, a ...any) { ev.Logf("info", f, a...) })
+	return LoadInstalledKernel(*req, "/proc/self/mountinfo", "/proc/cmdline", func(f string, a ...any) { ev.Logf("info", f, a...) })
 }
 
 // LoadInstalledKernel loads the newest kernel of the system mounted at

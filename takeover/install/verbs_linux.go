@@ -24,29 +24,20 @@ import (
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
-func init() {
-	RegisterStream(VerbExtract, serveExtract)
-	agent.Register(VerbFetch, serveFetch)
-	agent.Register(VerbFinalize, serveFinalize)
-	agent.Register(VerbBootloader, serveBootloader)
-	agent.Register(VerbSecrets, serveSecrets)
+// Handlers are the agent verbs this package serves.
+func Handlers() []agent.Handler {
+	return []agent.Handler{
+		agent.HandleStream(VerbExtract, serveExtract),
+		agent.Handle(VerbFetch, serveFetch),
+		agent.Handle(VerbFinalize, serveFinalize),
+		agent.Handle(VerbBootloader, serveBootloader),
+		agent.Handle(VerbSecrets, serveSecrets),
+		agent.Handle(VerbKexecBoot, serveKexecBoot),
+	}
 }
 
-func decode(req json.RawMessage, v any) error {
-	if len(req) == 0 {
-		return exitcode.Errorf(exitcode.Usage, "empty request")
-	}
-	if err := json.Unmarshal(req, v); err != nil {
-		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("bad request: %w", err))
-	}
-	return nil
-}
-
-func serveExtract(ctx context.Context, args json.RawMessage, data io.Reader, ev *agent.Emitter) (any, error) {
-	var req ExtractRequest
-	if err := decode(args, &req); err != nil {
-		return nil, err
-	}
+func serveExtract(ctx context.Context, reqp *ExtractRequest, data io.Reader, ev *agent.Emitter) (*ExtractResult, error) {
+	req := *reqp
 	cr := &countingReader{r: data}
 	res, err := ExtractStream(ctx, cr, req, ev)
 	if res != nil {
@@ -153,11 +144,8 @@ func syncRoot(root string) error {
 	return nil
 }
 
-func serveFetch(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req FetchRequest
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func serveFetch(ctx context.Context, reqp *FetchRequest, ev *agent.Emitter) (*ExtractResult, error) {
+	req := *reqp
 	return Fetch(ctx, req, ev)
 }
 
@@ -228,11 +216,8 @@ func Fetch(ctx context.Context, req FetchRequest, ev *agent.Emitter) (*ExtractRe
 	return res, nil
 }
 
-func serveFinalize(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req FinalizeRequest
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func serveFinalize(ctx context.Context, reqp *FinalizeRequest, ev *agent.Emitter) (*FinalizeResult, error) {
+	req := *reqp
 	res, err := Finalize(req)
 	if res != nil {
 		for _, w := range res.Warnings {
@@ -242,20 +227,14 @@ func serveFinalize(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) 
 	return res, err
 }
 
-func serveBootloader(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req BootloaderOptions
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func serveBootloader(ctx context.Context, reqp *BootloaderOptions, ev *agent.Emitter) (*BootloaderResult, error) {
+	req := *reqp
 	ev.Step("bootloader", "installing "+req.Kind)
 	return InstallBootloader(ctx, req)
 }
 
-func serveSecrets(ctx context.Context, raw json.RawMessage, ev *agent.Emitter) (any, error) {
-	var req SecretsRequest
-	if err := decode(raw, &req); err != nil {
-		return nil, err
-	}
+func serveSecrets(ctx context.Context, reqp *SecretsRequest, ev *agent.Emitter) (*SecretsResult, error) {
+	req := *reqp
 	done, err := WriteSecrets(req.Files)
 	return &SecretsResult{Written: done}, err
 }

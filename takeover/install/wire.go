@@ -3,31 +3,24 @@ package install
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
-	"strings"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/carry"
-	"github.com/nivis/nivis/internal/exitcode"
 )
 
-// Agent verbs. VerbExtract streams: it is served by ServeStream (the
-// `agent-stream` subcommand), its stdin being the data; the others are
+// Agent verbs. VerbExtract streams: its stdin is the data; the others are
 // ordinary agent verbs with a JSON request.
-const (
-	VerbExtract    = "install-extract"
-	VerbFetch      = "install-fetch"
-	VerbFinalize   = "install-finalize"
-	VerbBootloader = "install-bootloader"
-	VerbSecrets    = "install-secrets"
+var (
+	VerbExtract    = agent.StreamVerb[ExtractRequest, ExtractResult]{Name: "install-extract"}
+	VerbFetch      = agent.Verb[FetchRequest, ExtractResult]{Name: "install-fetch"}
+	VerbFinalize   = agent.Verb[FinalizeRequest, FinalizeResult]{Name: "install-finalize"}
+	VerbBootloader = agent.Verb[BootloaderOptions, BootloaderResult]{Name: "install-bootloader"}
+	VerbSecrets    = agent.Verb[SecretsRequest, SecretsResult]{Name: "install-secrets"}
 )
 
 // StateFile is written at the top of the target root while an extraction
@@ -164,97 +157,8 @@ type SecretsResult struct {
 	Written []string `json:"written"`
 }
 
-// StreamHandler serves a streaming verb: args is its JSON argument, data
-// the stream on stdin.
-type StreamHandler func(ctx context.Context, args json.RawMessage, data io.Reader, ev *agent.Emitter) (any, error)
-
-var (
-	streamMu    sync.Mutex
-	streamVerbs = map[string]StreamHandler{}
-)
-
-// RegisterStream adds a streaming verb (Linux side, in init).
-func RegisterStream(verb string, h StreamHandler) {
-	streamMu.Lock()
-	defer streamMu.Unlock()
-	if _, dup := streamVerbs[verb]; dup {
-		panic("install: stream verb registered twice: " + verb)
-	}
-	streamVerbs[verb] = h
-}
-
-// lockedWriter keeps protocol lines whole when events and the result come
-// from different encoders.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-// EncodeArgs renders a streaming verb's argument for the command line:
-// base64url JSON, which needs no shell quoting.
-func EncodeArgs(v any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// decodeArgs accepts EncodeArgs' form or plain JSON.
-func decodeArgs(s string) (json.RawMessage, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || strings.HasPrefix(s, "{") {
-		return json.RawMessage(s), nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-	if err != nil {
-		return nil, fmt.Errorf("stream verb argument is neither JSON nor base64url JSON: %w", err)
-	}
-	return json.RawMessage(b), nil
-}
-
-// ServeStream runs a streaming verb: `nivis agent-stream VERB ARGS`, with
-// the data on stdin and the same JSON-lines protocol as agent.Serve on
-// stdout (events, then one result or error).
-func ServeStream(ctx context.Context, verb, args string, stdin io.Reader, stdout io.Writer) error {
-	lw := &lockedWriter{w: stdout}
-	em := agent.NewEmitter(lw)
-	enc := json.NewEncoder(lw)
-	fail := func(err error) error {
-		_ = enc.Encode(agent.Message{Type: "error", Error: err.Error(), Code: int(exitcode.Of(err))})
-		return err
-	}
-	streamMu.Lock()
-	h, ok := streamVerbs[verb]
-	streamMu.Unlock()
-	if !ok {
-		return fail(exitcode.Errorf(exitcode.Usage, "unknown stream verb %q on this agent (%s/%s); the agent may be a different nivis version", verb, runtime.GOOS, runtime.GOARCH))
-	}
-	raw, err := decodeArgs(args)
-	if err != nil {
-		return fail(exitcode.Wrap(exitcode.Usage, err))
-	}
-	res, err := h(ctx, raw, stdin, em)
-	if err != nil {
-		return fail(err)
-	}
-	b, err := json.Marshal(res)
-	if err != nil {
-		return fail(err)
-	}
-	return enc.Encode(agent.Message{Type: "result", Result: b})
-}
-
 // PushOptions tune Push.
 type PushOptions struct {
-	// OnEvent receives the agent's events (progress, logs).
-	OnEvent func(agent.Event)
 	// OnRead is called with the running count of source bytes read, for a
 	// progress bar against the source file's size.
 	OnRead func(n int64)
@@ -264,26 +168,17 @@ type PushOptions struct {
 	Level zstd.EncoderLevel
 }
 
-// Push streams src to the host's install-extract verb through r: a zstd
+// Push streams src to the host's install-extract verb over c: a zstd
 // source goes as it is, anything else is decompressed here and zstd
-// compressed for the wire. agentCmd is the remote command prefix that starts
-// the agent (as for agent.Call).
-func Push(ctx context.Context, r agent.Runner, agentCmd string, req ExtractRequest, src io.Reader, o PushOptions) (*ExtractResult, error) {
-	args, err := EncodeArgs(req)
-	if err != nil {
-		return nil, err
-	}
+// compressed for the wire.
+func Push(ctx context.Context, c agent.Conn, req ExtractRequest, src io.Reader, o PushOptions) (*ExtractResult, error) {
 	counted := &countingReader{r: src, fn: o.OnRead}
 	wire, err := WireStream(counted, o.Level)
 	if err != nil {
 		return nil, err
 	}
 	defer wire.Close()
-	var res ExtractResult
-	if err := callStream(ctx, r, agentCmd+" agent-stream "+VerbExtract+" "+args, VerbExtract, wire, &res, o.OnEvent); err != nil {
-		return nil, err
-	}
-	return &res, nil
+	return VerbExtract.Call(ctx, c, &req, wire)
 }
 
 type countingReader struct {
@@ -335,19 +230,4 @@ func WireStream(src io.Reader, level zstd.EncoderLevel) (io.ReadCloser, error) {
 		pw.CloseWithError(err)
 	}()
 	return pr, nil
-}
-
-// callStream runs cmd through r with stdin as data and reads the agent
-// protocol from its stdout. An agent that ends without a result may have
-// changed the host halfway: that is a change failure.
-func callStream(ctx context.Context, r agent.Runner, cmd, verb string, stdin io.Reader, resp any, onEvent func(agent.Event)) error {
-	err := agent.CallCommand(ctx, r, cmd, verb, stdin, resp, onEvent)
-	var nr *agent.NoResultError
-	if !errors.As(err, &nr) {
-		return err
-	}
-	if nr.Output != "" {
-		return exitcode.Wrap(exitcode.Change, fmt.Errorf("agent %s ended without a result (the host may be half-changed): %w: %s", verb, nr.Err, nr.Output))
-	}
-	return exitcode.Wrap(exitcode.Change, fmt.Errorf("agent %s ended without a result (the host may be half-changed): %w", verb, nr.Err))
 }

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/nivis/nivis/kexec"
+	"github.com/nivis/nivis/kexec"
 
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/carry"
@@ -26,7 +26,7 @@ func main() {
 	if os.Args[2] == "rescue-init" {
 		rescueInit()
 	}
-	err := agent.Serve(context.Background(), os.Args[2], os.Stdin, os.Stdout)
+	err := agent.NewTable(kexec.Handlers()).Serve(context.Background(), os.Args[2], os.Stdin, os.Stdout)
 	os.Exit(int(exitcode.Of(err)))
 }
 

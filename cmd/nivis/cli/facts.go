@@ -8,10 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nivis/nivis/internal/exitcode"
-	"github.com/nivis/nivis/internal/facts" // also registers the agent verb "facts"
+	"github.com/nivis/nivis/internal/facts"
 )
-
-func init() { register(newFactsCmd) }
 
 func newFactsCmd(g *Globals) *cobra.Command {
 	var asJSON, local bool
@@ -79,12 +77,12 @@ func (g *Globals) remoteFacts(ctx context.Context, target string) (*facts.Facts,
 // sessionFacts runs the agent verb "facts" on an open session; other verbs
 // (takeover, rescue) call it on the session they already hold.
 func sessionFacts(ctx context.Context, sess *Session) (*facts.Facts, error) {
-	var f facts.Facts
-	if err := sess.Call(ctx, "facts", nil, &f); err != nil {
+	f, err := facts.VerbFacts.Call(ctx, sess, nil)
+	if err != nil {
 		return nil, fmt.Errorf("gather facts: %w", err)
 	}
 	if f.SchemaVersion != facts.SchemaVersion {
 		return nil, exitcode.Errorf(exitcode.Precondition, "the nivis agent on the host answered facts schema %d, this client reads %d: run the same nivis version on both sides", f.SchemaVersion, facts.SchemaVersion)
 	}
-	return &f, nil
+	return f, nil
 }

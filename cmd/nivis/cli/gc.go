@@ -9,8 +9,6 @@ import (
 	"github.com/nivis/nivis/sysmgr"
 )
 
-func init() { register(newGCCmd) }
-
 func newGCCmd(g *Globals) *cobra.Command {
 	var (
 		hf     hostFlags
@@ -36,7 +34,7 @@ generations afterwards.`,
 			}
 			defer h.Close()
 			var res sysmgr.GCResult
-			if err := h.call(ctx, sysmgr.VerbGC, &sysmgr.GCRequest{Root: hf.root, Keep: keep}, &res); err != nil {
+			if err := h.call(ctx, sysmgr.VerbGC.Name, &sysmgr.GCRequest{Root: hf.root, Keep: keep}, &res); err != nil {
 				return err
 			}
 			if asJSON {

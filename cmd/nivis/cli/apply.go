@@ -20,10 +20,8 @@ import (
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
-	"github.com/nivis/nivis/sysmgr" // also registers the sysmgr agent verbs
+	"github.com/nivis/nivis/sysmgr"
 )
-
-func init() { register(newApplyCmd) }
 
 // hostFlags pick where a sysmgr verb runs: TARGET over SSH, or --local.
 type hostFlags struct {
@@ -117,7 +115,7 @@ type inProcessAgent struct{}
 
 func (inProcessAgent) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	f := strings.Fields(cmd)
-	return agent.Serve(ctx, f[len(f)-1], stdin, stdout)
+	return agentTable().Serve(ctx, f[len(f)-1], stdin, stdout)
 }
 
 // loadServices reads a Services config, printing every report entry.
@@ -277,7 +275,7 @@ func (g *Globals) applyOne(ctx context.Context, hf hostFlags, name, target, file
 		return fail(err)
 	}
 	r.result = &sysmgr.ApplyResult{}
-	err = h.call(ctx, sysmgr.VerbApply, req, r.result)
+	err = h.call(ctx, sysmgr.VerbApply.Name, req, r.result)
 	// The confirmation must come over a new connection: this one may be the
 	// only thing still working.
 	h.Close()
@@ -318,7 +316,7 @@ func (g *Globals) confirmNew(ctx context.Context, hf hostFlags, name, target str
 		h, err := hf.open(cctx, g, target)
 		if err == nil {
 			var res sysmgr.ConfirmResult
-			err = h.call(cctx, sysmgr.VerbConfirm, &sysmgr.ConfirmRequest{Root: hf.root, Generation: p.Generation}, &res)
+			err = h.call(cctx, sysmgr.VerbConfirm.Name, &sysmgr.ConfirmRequest{Root: hf.root, Generation: p.Generation}, &res)
 			h.Close()
 		}
 		cancel()
@@ -348,7 +346,7 @@ func (g *Globals) confirmNew(ctx context.Context, hf hostFlags, name, target str
 		defer cancel()
 		if h, err := hf.open(cctx, g, target); err == nil {
 			var gens sysmgr.GenerationsResult
-			if err := h.call(cctx, sysmgr.VerbGenerations, &sysmgr.RootRequest{Root: hf.root}, &gens); err == nil {
+			if err := h.call(cctx, sysmgr.VerbGenerations.Name, &sysmgr.RootRequest{Root: hf.root}, &gens); err == nil {
 				if gens.Current == p.Previous {
 					msg = fmt.Sprintf("generation %d was not confirmed over a new SSH connection (last error: %v); the host rolled back to generation %d and answers again",
 						p.Generation, lastErr, p.Previous)

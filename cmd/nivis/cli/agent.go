@@ -2,11 +2,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"github.com/nivis/nivis/internal/agent"
 )
-
-func init() { register(newAgentCmd) }
 
 // newAgentCmd is the on-host side: `nivis agent VERB` speaks the JSON
 // protocol of package agent. Hidden: people never type it.
@@ -20,7 +16,7 @@ func newAgentCmd(g *Globals) *cobra.Command {
 			return nil // the agent's stdout is the protocol: no logger setup on it
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return agent.Serve(cmd.Context(), args[0], g.Stdin, g.Stdout)
+			return agentTable().Serve(cmd.Context(), args[0], g.Stdin, g.Stdout)
 		},
 	}
 }

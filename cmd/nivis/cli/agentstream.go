@@ -2,11 +2,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"github.com/nivis/nivis/takeover/install"
 )
-
-func init() { register(newAgentStreamCmd) }
 
 // newAgentStreamCmd is the on-host side of streaming verbs: stdin is data
 // (a zstd tarball), the verb's JSON argument is on the command line.
@@ -20,7 +16,7 @@ func newAgentStreamCmd(g *Globals) *cobra.Command {
 			return nil // stdout is the protocol
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return install.ServeStream(cmd.Context(), args[0], args[1], g.Stdin, g.Stdout)
+			return agentTable().ServeStream(cmd.Context(), args[0], args[1], g.Stdin, g.Stdout)
 		},
 	}
 }

@@ -76,6 +76,20 @@ func (s *Session) Call(ctx context.Context, verb string, req, resp any) error {
 	return agent.Call(ctx, s.Client, s.AgentCmd, verb, req, resp, r.render)
 }
 
+// Stream runs a streaming agent verb: req on the command line, data on
+// stdin; events are rendered as Call's are.
+func (s *Session) Stream(ctx context.Context, verb string, req any, data io.Reader, resp any) error {
+	if err := s.Agent(ctx); err != nil {
+		return err
+	}
+	r := &eventRenderer{log: s.g.Log, w: s.g.progressWriter()}
+	defer r.finish()
+	return agent.CallStream(ctx, s.Client, s.AgentCmd, verb, req, data, resp, r.render)
+}
+
+// The SSH session is the connection takeover, sysmgr and disko use.
+var _ agent.Conn = (*Session)(nil)
+
 // eventRenderer turns agent events into log entries and progress bars.
 type eventRenderer struct {
 	log  *logrus.Logger

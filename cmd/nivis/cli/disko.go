@@ -8,13 +8,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nivis/nivis/disko" // also registers the agent verb "disko" and the config kind "Disko"
+	"github.com/nivis/nivis/disko" // also registers the config kind "Disko"
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/logging"
 )
-
-func init() { register(newDiskoCmd) }
 
 func newDiskoCmd(g *Globals) *cobra.Command {
 	var (

@@ -11,8 +11,6 @@ import (
 	"github.com/nivis/nivis/sysmgr"
 )
 
-func init() { register(newConfirmCmd) }
-
 // Confirm asks the user to type want (e.g. "yes" or a hostname) before
 // something destructive. --yes answers for them; with no terminal and no
 // --yes the answer is no, so scripts never destroy by accident.
@@ -54,7 +52,7 @@ rolled back.`,
 			}
 			defer h.Close()
 			var res sysmgr.ConfirmResult
-			if err := h.call(ctx, sysmgr.VerbConfirm, &sysmgr.ConfirmRequest{Root: hf.root, Generation: gen}, &res); err != nil {
+			if err := h.call(ctx, sysmgr.VerbConfirm.Name, &sysmgr.ConfirmRequest{Root: hf.root, Generation: gen}, &res); err != nil {
 				return err
 			}
 			if res.Already {

@@ -8,8 +8,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newVersionCmd) }
-
 // Version is set at build time with -ldflags "-X ...cli.Version=...".
 var Version = "dev"
 

@@ -10,8 +10,6 @@ import (
 	"github.com/nivis/nivis/sysmgr"
 )
 
-func init() { register(newDiffCmd) }
-
 func newDiffCmd(g *Globals) *cobra.Command {
 	var (
 		hf           hostFlags
@@ -44,7 +42,7 @@ them; apply overwrites them). Nothing on the host changes.`,
 			}
 			defer h.Close()
 			var res sysmgr.DiffResult
-			if err := h.call(ctx, sysmgr.VerbDiff, &sysmgr.DiffRequest{Root: hf.root, Bundle: bundle}, &res); err != nil {
+			if err := h.call(ctx, sysmgr.VerbDiff.Name, &sysmgr.DiffRequest{Root: hf.root, Bundle: bundle}, &res); err != nil {
 				return err
 			}
 			if asJSON {

@@ -11,8 +11,6 @@ import (
 	"github.com/nivis/nivis/sysmgr"
 )
 
-func init() { register(newGenerationsCmd) }
-
 func newGenerationsCmd(g *Globals) *cobra.Command {
 	var (
 		hf     hostFlags
@@ -36,7 +34,7 @@ killed) is shown too; the next apply converges from it.`,
 			}
 			defer h.Close()
 			var res sysmgr.GenerationsResult
-			if err := h.call(ctx, sysmgr.VerbGenerations, &sysmgr.RootRequest{Root: hf.root}, &res); err != nil {
+			if err := h.call(ctx, sysmgr.VerbGenerations.Name, &sysmgr.RootRequest{Root: hf.root}, &res); err != nil {
 				return err
 			}
 			if asJSON {

@@ -10,8 +10,6 @@ import (
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
-func init() { register(newValidateCmd) }
-
 func newValidateCmd(g *Globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{

@@ -17,8 +17,6 @@ import (
 	"github.com/nivis/nivis/takeover/install"
 )
 
-func init() { register(newInstallCmd) }
-
 // AgentCommand ensures the agent and returns the command that starts it,
 // for streaming verbs that bypass Call.
 func (s *Session) AgentCommand(ctx context.Context) (string, error) {

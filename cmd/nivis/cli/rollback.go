@@ -8,8 +8,6 @@ import (
 	"github.com/nivis/nivis/sysmgr"
 )
 
-func init() { register(newRollbackCmd) }
-
 func newRollbackCmd(g *Globals) *cobra.Command {
 	var (
 		hf hostFlags
@@ -33,7 +31,7 @@ requires, and a complete revert if anything fails. Secrets stay as they are
 			}
 			defer h.Close()
 			var res sysmgr.ApplyResult
-			err = h.call(ctx, sysmgr.VerbRollback, &sysmgr.RollbackRequest{Root: hf.root, To: to}, &res)
+			err = h.call(ctx, sysmgr.VerbRollback.Name, &sysmgr.RollbackRequest{Root: hf.root, To: to}, &res)
 			if res.Plan != nil {
 				fmt.Fprint(g.Stdout, res.Plan.String())
 			}

@@ -36,11 +36,13 @@ type Globals struct {
 	Log    *logrus.Logger
 }
 
-// verb constructors, added by each verb's file in init so that verbs stay
-// one file each and root.go never changes for a new one.
-var verbs []func(g *Globals) *cobra.Command
-
-func register(f func(g *Globals) *cobra.Command) { verbs = append(verbs, f) }
+// verbs are the commands of nivis, one file each, listed here explicitly.
+var verbs = []func(g *Globals) *cobra.Command{
+	newAgentCmd, newAgentStreamCmd,
+	newApplyCmd, newConfirmCmd, newDeactivateCmd, newDiffCmd, newGCCmd, newGenerationsCmd, newRollbackCmd,
+	newDiskoCmd, newFactsCmd, newInstallCmd, newKexecCmd, newRescueCmd,
+	newUploadCmd, newValidateCmd, newVersionCmd,
+}
 
 // NewRoot builds the command tree.
 func NewRoot(g *Globals) *cobra.Command {

@@ -10,8 +10,6 @@ import (
 	"github.com/nivis/nivis/takeover"
 )
 
-func init() { register(newRescueCmd); register(newKexecCmd) }
-
 func newRescueCmd(g *Globals) *cobra.Command {
 	var kf kexecFlags
 	cmd := &cobra.Command{

@@ -8,8 +8,6 @@ import (
 	"github.com/nivis/nivis/sysmgr"
 )
 
-func init() { register(newDeactivateCmd) }
-
 func newDeactivateCmd(g *Globals) *cobra.Command {
 	var hf hostFlags
 	cmd := &cobra.Command{
@@ -35,7 +33,7 @@ configuration back.`,
 			}
 			defer h.Close()
 			var res sysmgr.ApplyResult
-			err = h.call(ctx, sysmgr.VerbDeactivate, &sysmgr.RootRequest{Root: hf.root}, &res)
+			err = h.call(ctx, sysmgr.VerbDeactivate.Name, &sysmgr.RootRequest{Root: hf.root}, &res)
 			if res.Plan != nil {
 				fmt.Fprint(g.Stdout, res.Plan.String())
 			}

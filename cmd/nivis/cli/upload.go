@@ -10,8 +10,6 @@ import (
 	"github.com/nivis/nivis/internal/sshclient"
 )
 
-func init() { register(newUploadCmd) }
-
 // newUploadCmd is a plain file upload over nivis's SSH transport. Hidden:
 // it exists for bench/upload.sh and for checking a host's reachability.
 func newUploadCmd(g *Globals) *cobra.Command {

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package command
+
+import "syscall"
+
+func chrootAttr(root string) *syscall.SysProcAttr { return nil }
