@@ -13,6 +13,8 @@ import (
 
 	"github.com/nivis/nivis/disko"
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/facts"
+	"github.com/nivis/nivis/internal/oplog"
 	"github.com/nivis/nivis/rescue"
 	"github.com/nivis/nivis/takeover/install"
 )
@@ -38,6 +40,8 @@ type InstallOptions struct {
 	DryRun     bool
 	Confirm    func(question, want string) error
 	ReportPlan func(p *disko.Plan)
+	// ReportFacts gets the host's facts before anything runs (dry run).
+	ReportFacts func(f *facts.Facts)
 	// Progress gets the source upload's bytes read so far.
 	Progress func(done, total int64)
 }
@@ -49,6 +53,22 @@ type Install struct {
 	Opts   InstallOptions
 
 	fstab, crypttab string
+}
+
+// Run connects, completes the kexec options from the connection and runs
+// the phases selected by only (all when empty) through log.
+func (in *Install) Run(ctx context.Context, log *oplog.Log, only map[string]bool) ([]Timing, error) {
+	f, err := in.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if in.Opts.DryRun && in.Opts.ReportFacts != nil {
+		in.Opts.ReportFacts(f)
+	}
+	if in.Opts.Kexec, err = in.complete(ctx, in.Opts.Kexec); err != nil {
+		return nil, err
+	}
+	return Sequence(ctx, log, in.Phases(), only)
 }
 
 // Phases builds the named phases; run them with Sequence.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sirupsen/logrus"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Phase is one named step of a takeover.
@@ -28,27 +28,28 @@ type Timing struct {
 	Skipped  bool          `json:"skipped,omitempty"`
 }
 
-// Sequence runs phases in order, stopping at the first failure. Phases not
-// selected by only (when non-empty) are skipped and reported as such.
-func Sequence(ctx context.Context, log logrus.FieldLogger, phases []Phase, only map[string]bool) ([]Timing, error) {
+// Sequence runs phases in order, stopping at the first failure, and logs
+// each through the operation log. Phases not selected by only (when
+// non-empty) are skipped and reported as such.
+func Sequence(ctx context.Context, log *oplog.Log, phases []Phase, only map[string]bool) ([]Timing, error) {
 	var out []Timing
 	for _, p := range phases {
 		if len(only) > 0 && !only[p.Name] {
 			out = append(out, Timing{Name: p.Name, Skipped: true})
 			continue
 		}
-		pl := log.WithField("phase", p.Name)
-		pl.Info("[started] " + p.Name)
+		what := "phase " + p.Name
+		log.Started(what)
 		start := time.Now()
 		err := p.Run(ctx)
 		t := Timing{Name: p.Name, Duration: time.Since(start).Round(time.Millisecond)}
 		if err != nil {
 			t.Err = err.Error()
 			out = append(out, t)
-			pl.WithField("duration", t.Duration).Error("[failed] " + p.Name)
+			log.Failed(what, err, "")
 			return out, fmt.Errorf("phase %s: %w", p.Name, err)
 		}
-		pl.WithField("duration", t.Duration).Info("[finished] " + p.Name)
+		log.Finished(what, t.Duration)
 		out = append(out, t)
 	}
 	return out, nil

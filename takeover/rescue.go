@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,8 +26,11 @@ type KexecOptions struct {
 	// (default: the host's own sshd port).
 	PostKexecSSHPort int
 	// Kernel, Initrd, Append override the kernel, the initrd (then no
-	// rescue image is built) and add to the command line.
+	// rescue image is built) and add to the command line. Kernel and
+	// Initrd are paths on the host; KernelFile and InitrdFile are local
+	// files uploaded there first (they set Kernel and Initrd).
 	Kernel, Initrd, Append string
+	KernelFile, InitrdFile string
 	// RescueTimeout: the rescue system reboots into the old one when no
 	// client connects within it.
 	RescueTimeout time.Duration
@@ -49,6 +54,9 @@ type Takeover struct {
 	Log  logrus.FieldLogger
 	// Out is where the countdown and summaries go.
 	Out io.Writer
+	// ClientKeys returns the public keys (authorized_keys lines) the client
+	// logs in with: the rescue system admits them.
+	ClientKeys func() []string
 
 	conn    Conn
 	before  *facts.Facts
@@ -124,6 +132,99 @@ func (t *Takeover) Preflight(ctx context.Context, o KexecOptions) (*kexec.Prefli
 		return res, exitcode.Errorf(exitcode.Precondition, "%s", b.String())
 	}
 	return res, nil
+}
+
+// complete fills in what the options take from the connection: the login
+// user, the client's keys, and the local kernel and initrd, uploaded to the
+// host's tmpfs.
+func (t *Takeover) complete(ctx context.Context, o KexecOptions) (KexecOptions, error) {
+	o.LoginUser = t.conn.User()
+	if t.ClientKeys != nil {
+		o.AuthorizedKeys = append(append([]string(nil), o.AuthorizedKeys...), t.ClientKeys()...)
+	}
+	var err error
+	if o.KernelFile != "" {
+		if o.Kernel, err = t.upload(ctx, o.KernelFile, "kernel"); err != nil {
+			return o, err
+		}
+		o.KernelFile = ""
+	}
+	if o.InitrdFile != "" {
+		if o.Initrd, err = t.upload(ctx, o.InitrdFile, "initrd"); err != nil {
+			return o, err
+		}
+		o.InitrdFile = ""
+	}
+	return o, nil
+}
+
+func (t *Takeover) upload(ctx context.Context, local, name string) (string, error) {
+	f, err := os.Open(local)
+	if err != nil {
+		return "", exitcode.Errorf(exitcode.Usage, "--%s: %v", name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", exitcode.Wrap(exitcode.Usage, err)
+	}
+	remote := "/run/nivis/kexec/custom-" + name + "-" + filepath.Base(local)
+	if err := t.conn.Upload(ctx, f, st.Size(), remote, 0o600); err != nil {
+		return "", err
+	}
+	return remote, nil
+}
+
+// RescuePhases are the phases of `nivis rescue`: gather facts, check that
+// the host can kexec, and kexec it into the rescue system (unless it runs
+// it already and o.Force is not set).
+func (t *Takeover) RescuePhases(o KexecOptions) []Phase {
+	return []Phase{
+		{Name: "facts", Run: func(ctx context.Context) error {
+			f, err := t.Connect(ctx)
+			if err != nil {
+				return err
+			}
+			t.Log.WithField("os", f.OS.PrettyName).WithField("kernel", f.Kernel.Release).
+				WithField("memory_mib", f.Memory.TotalBytes>>20).Info("host facts gathered")
+			return nil
+		}},
+		{Name: "preflight", Run: func(ctx context.Context) error {
+			if t.InRescue() && !o.Force {
+				return nil
+			}
+			var err error
+			if o, err = t.complete(ctx, o); err != nil {
+				return err
+			}
+			_, err = t.Preflight(ctx, o)
+			return err
+		}},
+		{Name: "kexec", Run: func(ctx context.Context) error {
+			if t.InRescue() && !o.Force {
+				t.Log.Info("the host already runs the nivis rescue system; not kexecing again (use --force-kexec to)")
+				return nil
+			}
+			_, err := t.Kexec(ctx, o)
+			return err
+		}},
+	}
+}
+
+// CustomKexec is `nivis kexec`: connect, check, and kexec the host into
+// the kernel and initrd o names.
+func (t *Takeover) CustomKexec(ctx context.Context, o KexecOptions) (*kexec.PrepareResult, error) {
+	if _, err := t.Connect(ctx); err != nil {
+		return nil, err
+	}
+	o, err := t.complete(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.Preflight(ctx, o); err != nil {
+		return nil, err
+	}
+	return t.Kexec(ctx, o)
 }
 
 func (o KexecOptions) request() *kexec.PrepareRequest {

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nivis/nivis/internal/config"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 func quietLog() logrus.FieldLogger {
@@ -33,7 +34,9 @@ func TestSequenceStopsAtFailureAndSkips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts, err := Sequence(context.Background(), quietLog(), []Phase{ph("kexec", nil), ph("disko", nil), ph("install", boom), ph("reboot", nil)}, only)
+	var logged []string
+	log := oplog.New(func(level, line string) { logged = append(logged, level+" "+line) })
+	ts, err := Sequence(context.Background(), log, []Phase{ph("kexec", nil), ph("disko", nil), ph("install", boom), ph("reboot", nil)}, only)
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "phase install") {
 		t.Fatalf("err = %v, want phase install: boom", err)
 	}
@@ -42,6 +45,10 @@ func TestSequenceStopsAtFailureAndSkips(t *testing.T) {
 	}
 	if len(ts) != 3 || !ts[0].Skipped || ts[2].Err != "boom" {
 		t.Errorf("timings %+v", ts)
+	}
+	if len(logged) != 4 || logged[0] != "info [started] phase disko" || !strings.HasPrefix(logged[1], "info [finished] phase disko (") ||
+		logged[3] != "error [failed] phase install: boom" {
+		t.Errorf("operation log:\n%s", strings.Join(logged, "\n"))
 	}
 	sum := Summary(ts)
 	for _, want := range []string{"kexec", "skipped", "install", "FAILED"} {

@@ -29,65 +29,33 @@ same host key.`,
   nivis rescue web1 --post-kexec-ssh-port 2222 --rescue-timeout 30m`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			t := &takeover.Takeover{Dial: g.dialer(args[0]), Log: g.Log, Out: g.Stderr}
-			var timings []takeover.Timing
-			defer func() {
-				if len(timings) > 0 {
-					fmt.Fprintf(g.Stderr, "\nphases:\n%s", takeover.Summary(timings))
-				}
-			}()
-			var opts takeover.KexecOptions
-			phases := []takeover.Phase{
-				{Name: "facts", Run: func(ctx context.Context) error {
-					f, err := t.Connect(ctx)
-					if err != nil {
-						return err
-					}
-					g.Log.WithField("os", f.OS.PrettyName).WithField("kernel", f.Kernel.Release).
-						WithField("memory_mib", f.Memory.TotalBytes>>20).Info("host facts gathered")
-					return nil
-				}},
-				{Name: "preflight", Run: func(ctx context.Context) error {
-					if t.InRescue() && !kf.force {
-						return nil
-					}
-					var err error
-					if opts, err = kf.options(ctx, t.Conn().(*Session)); err != nil {
-						return err
-					}
-					_, err = t.Preflight(ctx, opts)
-					return err
-				}},
-				{Name: "kexec", Run: func(ctx context.Context) error {
-					if t.InRescue() && !kf.force {
-						g.Log.Info("the host already runs the nivis rescue system; not kexecing again (use --force-kexec to)")
-						return nil
-					}
-					_, err := t.Kexec(ctx, opts)
-					return err
-				}},
-			}
-			var err error
-			timings, err = takeover.Sequence(ctx, g.Log, phases, nil)
-			if err != nil {
-				return err
-			}
-			defer t.Close()
-			if kf.noWait {
-				fmt.Fprintln(g.Stdout, "kexec scheduled; the host boots into the nivis rescue system")
-				return nil
-			}
-			s, ok := t.Conn().(*Session)
-			if !ok {
-				return exitcode.Errorf(exitcode.Failure, "internal: no session after rescue")
-			}
-			rescueBanner(g, s, kf.postPort)
-			return nil
+			return runRescue(cmd.Context(), g, args[0], kf.options())
 		},
 	}
 	kf.add(cmd, false)
 	return cmd
+}
+
+// runRescue is `nivis rescue TARGET`.
+func runRescue(ctx context.Context, g *Globals, target string, o takeover.KexecOptions) error {
+	t, d := g.newTakeover(target)
+	defer t.Close()
+	timings, err := takeover.Sequence(ctx, g.opLog(), t.RescuePhases(o), nil)
+	if len(timings) > 0 {
+		fmt.Fprintf(g.Stderr, "\nphases:\n%s", takeover.Summary(timings))
+	}
+	if err != nil {
+		return err
+	}
+	if o.NoWait {
+		fmt.Fprintln(g.Stdout, "kexec scheduled; the host boots into the nivis rescue system")
+		return nil
+	}
+	if d.last == nil {
+		return exitcode.Errorf(exitcode.Failure, "internal: no session after rescue")
+	}
+	rescueBanner(g, d.last, o.PostKexecSSHPort)
+	return nil
 }
 
 func newKexecCmd(g *Globals) *cobra.Command {
@@ -103,30 +71,24 @@ must run sshd with the host's keys and a nivis-compatible shell; otherwise
 pass --wait-timeout 0 to not wait).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			if kf.kernel == "" {
-				return exitcode.Errorf(exitcode.Usage, "--kernel is required (use `nivis rescue` for the nivis rescue system)")
-			}
-			t := &takeover.Takeover{Dial: g.dialer(args[0]), Log: g.Log, Out: g.Stderr}
-			defer t.Close()
-			if _, err := t.Connect(ctx); err != nil {
-				return err
-			}
-			opts, err := kf.options(ctx, t.Conn().(*Session))
-			if err != nil {
-				return err
-			}
-			if _, err := t.Preflight(ctx, opts); err != nil {
-				return err
-			}
-			prep, err := t.Kexec(ctx, opts)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.Stdout, "kexec'd into %s (%s) with command line: %s\n", prep.Kernel, prep.Method, prep.Cmdline)
-			return nil
+			return runKexec(cmd.Context(), g, args[0], kf.options())
 		},
 	}
 	kf.add(cmd, true)
 	return cmd
+}
+
+// runKexec is `nivis kexec TARGET --kernel FILE`.
+func runKexec(ctx context.Context, g *Globals, target string, o takeover.KexecOptions) error {
+	if o.KernelFile == "" {
+		return exitcode.Errorf(exitcode.Usage, "--kernel is required (use `nivis rescue` for the nivis rescue system)")
+	}
+	t, _ := g.newTakeover(target)
+	defer t.Close()
+	prep, err := t.CustomKexec(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.Stdout, "kexec'd into %s (%s) with command line: %s\n", prep.Kernel, prep.Method, prep.Cmdline)
+	return nil
 }

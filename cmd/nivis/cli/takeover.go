@@ -3,20 +3,19 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/agent"
+	"github.com/nivis/nivis/internal/oplog"
 	"github.com/nivis/nivis/internal/sshclient"
 	"github.com/nivis/nivis/takeover"
 )
 
-// kexecFlags are the flags rescue and install share.
+// kexecFlags are the flags rescue, kexec and install share.
 type kexecFlags struct {
 	force         bool
 	postPort      int
@@ -42,65 +41,75 @@ func (k *kexecFlags) add(cmd *cobra.Command, custom bool) {
 	f.DurationVar(&k.rescueTimeout, "rescue-timeout", 15*time.Minute, "reboot the rescue system into the host's old system when no client connects within this time (0: never)")
 }
 
-// options turns flags into takeover options; uploads local kernel/initrd
-// files to the host's tmpfs first.
-func (k *kexecFlags) options(ctx context.Context, s *Session) (takeover.KexecOptions, error) {
-	o := takeover.KexecOptions{
+// options turns the flags into takeover options; takeover fills in what
+// comes from the connection (login user, client keys, uploads).
+func (k *kexecFlags) options() takeover.KexecOptions {
+	return takeover.KexecOptions{
 		Force: k.force, PostKexecSSHPort: k.postPort, Append: k.appendArgs,
-		RescueTimeout: k.rescueTimeout, WaitTimeout: k.waitTimeout,
-		LoginUser: s.User(), NoWait: k.noWait,
+		RescueTimeout: k.rescueTimeout, WaitTimeout: k.waitTimeout, NoWait: k.noWait,
+		KernelFile: k.kernel, InitrdFile: k.initrd,
 	}
-	for _, pk := range s.OfferedKeys() {
-		o.AuthorizedKeys = append(o.AuthorizedKeys, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))+" nivis-client")
-	}
-	var err error
-	if o.Kernel, err = uploadLocal(ctx, s, k.kernel, "kernel"); err != nil {
-		return o, err
-	}
-	if o.Initrd, err = uploadLocal(ctx, s, k.initrd, "initrd"); err != nil {
-		return o, err
-	}
-	return o, nil
 }
 
-func uploadLocal(ctx context.Context, s *Session, local, name string) (string, error) {
-	if local == "" {
-		return "", nil
-	}
-	f, err := os.Open(local)
-	if err != nil {
-		return "", exitcode.Errorf(exitcode.Usage, "--%s: %v", name, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", exitcode.Wrap(exitcode.Usage, err)
-	}
-	remote := "/run/nivis/kexec/custom-" + name + "-" + filepath.Base(local)
-	if err := s.Upload(ctx, f, st.Size(), remote, 0o600); err != nil {
-		return "", err
-	}
-	return remote, nil
+// sessions dials the target with the global SSH flags and remembers the
+// last session it opened: the CLI made it, so it may use what only an SSH
+// session knows (the keys offered, the address) without asking takeover.
+type sessions struct {
+	g      *Globals
+	target string
+	last   *Session
 }
 
-// dialer returns a takeover.Dialer that opens new sessions to target with
-// the global SSH flags; port and expected host key override them.
-func (g *Globals) dialer(target string) takeover.Dialer {
-	return func(ctx context.Context, port int, expect ssh.PublicKey) (takeover.Conn, error) {
-		o := g.sshOptions()
-		if port != 0 {
-			o.Port = port
-		}
-		if expect != nil {
-			o.ExpectHostKey = expect
-			o.RetryFor = -1 // the caller retries with its own countdown
-		}
-		c, err := sshclient.Dial(ctx, target, o)
-		if err != nil {
-			return nil, err
-		}
-		return &Session{Client: c, g: g}, nil
+// dial is a takeover.Dialer; port and the expected host key override the
+// flags.
+func (d *sessions) dial(ctx context.Context, port int, expect ssh.PublicKey) (agent.Conn, error) {
+	o := d.g.sshOptions()
+	if port != 0 {
+		o.Port = port
 	}
+	if expect != nil {
+		o.ExpectHostKey = expect
+		o.RetryFor = -1 // the caller retries with its own countdown
+	}
+	c, err := sshclient.Dial(ctx, d.target, o)
+	if err != nil {
+		return nil, err
+	}
+	d.last = &Session{Client: c, g: d.g}
+	return d.last, nil
+}
+
+// clientKeys are the keys the last session offered, as authorized_keys
+// lines: the rescue system admits them.
+func (d *sessions) clientKeys() []string {
+	if d.last == nil {
+		return nil
+	}
+	var out []string
+	for _, pk := range d.last.OfferedKeys() {
+		out = append(out, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))+" nivis-client")
+	}
+	return out
+}
+
+// newTakeover is a takeover of target with the global flags.
+func (g *Globals) newTakeover(target string) (*takeover.Takeover, *sessions) {
+	d := &sessions{g: g, target: target}
+	return &takeover.Takeover{Dial: d.dial, Log: g.Log, Out: g.Stderr, ClientKeys: d.clientKeys}, d
+}
+
+// opLog sends the operation log's lines to the logger at their level.
+func (g *Globals) opLog() *oplog.Log {
+	return oplog.New(func(level, line string) {
+		if g.Log == nil {
+			return
+		}
+		if level == oplog.Error {
+			g.Log.Error(line)
+			return
+		}
+		g.Log.Info(line)
+	})
 }
 
 // rescueBanner tells the user how to get in.
