@@ -38,25 +38,7 @@ meaning). With --local the facts of this machine are printed, without SSH.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			var (
-				f   *facts.Facts
-				err error
-			)
-			if local {
-				f, err = facts.Gather(ctx)
-			} else {
-				f, err = g.remoteFacts(ctx, args[0])
-			}
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(g.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(f)
-			}
-			return f.WriteTable(g.Stdout)
+			return runFacts(cmd.Context(), g, args, local, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print stable, indented JSON instead of a table")
@@ -85,4 +67,26 @@ func sessionFacts(ctx context.Context, sess *Session) (*facts.Facts, error) {
 		return nil, exitcode.Errorf(exitcode.Precondition, "the nivis agent on the host answered facts schema %d, this client reads %d: run the same nivis version on both sides", f.SchemaVersion, facts.SchemaVersion)
 	}
 	return f, nil
+}
+
+// runFacts is `nivis facts TARGET` (or --local).
+func runFacts(ctx context.Context, g *Globals, args []string, local, asJSON bool) error {
+	var (
+		f   *facts.Facts
+		err error
+	)
+	if local {
+		f, err = facts.Gather(ctx)
+	} else {
+		f, err = g.remoteFacts(ctx, args[0])
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(f)
+	}
+	return f.WriteTable(g.Stdout)
 }
