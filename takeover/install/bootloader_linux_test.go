@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
@@ -36,7 +37,7 @@ const rootUUID = "0f3b6b2e-6a53-4f6e-a6a2-5d1c0c8f9e11"
 
 // bootFixture is an installed root mounted from /dev/vda2 with its ESP on
 // /dev/vda1, a fake sysfs saying vda2 is partition 2 of vda, and GRUB.
-func bootFixture(t *testing.T, uefi bool, grubCfg string) (*BootInstaller, *RecordingRunner, *fakeMounter, string) {
+func bootFixture(t *testing.T, uefi bool, grubCfg string) (*BootInstaller, *command.Recorder, *fakeMounter, string) {
 	tmp := t.TempDir()
 	root := filepath.Join(tmp, "mnt")
 	for _, p := range []string{"usr/sbin/grub-install", "usr/sbin/update-grub", "usr/bin/bootctl"} {
@@ -56,7 +57,7 @@ func bootFixture(t *testing.T, uefi bool, grubCfg string) (*BootInstaller, *Reco
 	mountinfo := fmt.Sprintf("22 1 0:21 / /proc rw - proc proc rw\n"+
 		"40 1 254:2 / %s rw,relatime - ext4 /dev/vda2 rw\n"+
 		"41 40 254:1 / %s/boot/efi rw,relatime - vfat /dev/vda1 rw\n", root, root)
-	rr := &RecordingRunner{Next: func(ctx context.Context, c Command) ([]byte, error) {
+	rr := &command.Recorder{Reply: func(ctx context.Context, c command.Command) ([]byte, error) {
 		if c.Argv[0] == "update-grub" || c.Argv[0] == "grub-mkconfig" {
 			os.MkdirAll(filepath.Join(c.Chroot, "boot/grub"), 0o755)
 			return []byte("Generating grub configuration file ...\ndone\n"), os.WriteFile(filepath.Join(c.Chroot, "boot/grub/grub.cfg"), []byte(grubCfg), 0o644)
@@ -83,7 +84,7 @@ const goodGrubCfg = `menuentry 'Debian GNU/Linux' {
 }
 `
 
-func argvs(cs []Command) [][]string {
+func argvs(cs []command.Command) [][]string {
 	var out [][]string
 	for _, c := range cs {
 		out = append(out, c.Argv)
@@ -177,7 +178,7 @@ func TestBootloaderRefusesDeviceNames(t *testing.T) {
 
 func TestBootloaderToolFailure(t *testing.T) {
 	b, rr, fm, root := bootFixture(t, true, goodGrubCfg)
-	rr.Next = func(ctx context.Context, c Command) ([]byte, error) {
+	rr.Reply = func(ctx context.Context, c command.Command) ([]byte, error) {
 		return []byte("Installing for x86_64-efi platform.\ngrub-install: error: /usr/lib/grub/x86_64-efi/modinfo.sh doesn't exist. Please specify --target or --directory.\n"), errors.New("exit status 1")
 	}
 	_, err := b.Install(context.Background(), BootloaderOptions{Root: root, Kind: BootGrub})
