@@ -15,6 +15,7 @@ import (
 
 	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 type fakeMounter struct {
@@ -261,5 +262,40 @@ func TestFSUUID(t *testing.T) {
 				t.Fatalf("got %q %v, want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBootloaderLogsTools runs a real tool in the chroot: the operation
+// log gets its exact argv, and its output when it fails.
+func TestBootloaderLogsTools(t *testing.T) {
+	requireRoot(t)
+	busybox, ok := command.Find("busybox")
+	if !ok {
+		t.Skip("no busybox to put in the chroot")
+	}
+	b, _, _, root := bootFixture(t, false, "")
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, "bin/sh"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	b.Run = command.Exec{Log: oplog.New(func(level, line string) { lines = append(lines, level+" "+line) })}
+	b.Mount = &fakeMounter{} // the chroot needs no /dev or /proc for sh
+	cmd := []string{"/bin/sh", "-c", "echo no boot loader today >&2; exit 3"}
+	res, err := b.Install(context.Background(), BootloaderOptions{Root: root, Kind: BootCustom, Command: cmd})
+	if err == nil || !strings.Contains(err.Error(), "no boot loader today") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(res.Commands) != 1 || !reflect.DeepEqual(res.Commands[0].Argv, cmd) {
+		t.Errorf("result commands %v", res.Commands)
+	}
+	quoted := "chroot " + root + " /bin/sh -c 'echo no boot loader today >&2; exit 3'"
+	want := []string{"info [started] " + quoted, "error [failed] " + quoted + ": exit status 3\nno boot loader today"}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("log:\n%q\nwant:\n%q", lines, want)
 	}
 }
