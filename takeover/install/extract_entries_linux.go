@@ -14,6 +14,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/nivis/nivis/internal/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,6 +62,42 @@ func (x *extractor) dir(hdr *tar.Header, rel string, pfd int, leaf string) error
 	// and every child created bumps the mtime.
 	x.dirs = append(x.dirs, dirMeta{rel: rel, mode: perm(hdr), atime: hdr.AccessTime, mtime: hdr.ModTime})
 	return nil
+}
+
+func (x *extractor) finishDirs() error {
+	for i := len(x.dirs) - 1; i >= 0; i-- {
+		d := x.dirs[i]
+		if err := x.finishDir(d); err != nil {
+			return exitcode.Wrap(exitcode.Change, fmt.Errorf("set mode and times of %s in %s: %w", d.rel, x.root, err))
+		}
+	}
+	return nil
+}
+
+func (x *extractor) finishDir(d dirMeta) error {
+	pfd, leaf := x.rootfd, "."
+	if d.rel != "." {
+		var err error
+		if pfd, err = x.parent(d.rel, false); err != nil {
+			return nil // replaced or whited out by a later entry
+		}
+		leaf = path.Base(d.rel)
+	}
+	fd, err := unix.Openat(pfd, leaf, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // no longer a directory: a later entry replaced it
+	}
+	err = unix.Fchmod(fd, d.mode)
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	at := d.atime
+	if at.IsZero() {
+		at = d.mtime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(at.UnixNano()), unix.NsecToTimespec(d.mtime.UnixNano())}
+	return unix.UtimesNanoAt(pfd, leaf, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 func hasXattrs(hdr *tar.Header) bool {
