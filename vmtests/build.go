@@ -160,19 +160,8 @@ func Build(ctx context.Context, spec ImageSpec, o BuildOptions) (*Image, error) 
 	}
 	img.BuiltAt = time.Now().UTC()
 	img.BuildTime = time.Since(start)
-	m, err := json.MarshalIndent(img, "", "  ")
-	if err != nil {
+	if err := publishImage(img, tmp, dir); err != nil {
 		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, manifestName), m, 0o644); err != nil {
-		return nil, err
-	}
-	// MkdirTemp made it private; users other than the builder may boot it.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("publish image: %w", err)
 	}
 	img, err = loadImage(dir)
 	if err != nil {
@@ -180,6 +169,26 @@ func Build(ctx context.Context, spec ImageSpec, o BuildOptions) (*Image, error) 
 	}
 	r.log("built guest image %s in %s", key, img.BuildTime.Round(time.Second))
 	return finish(img, false), nil
+}
+
+// publishImage writes the manifest into the finished build directory tmp
+// and renames it to dir, where loadImage finds it.
+func publishImage(img *Image, tmp, dir string) error {
+	m, err := json.MarshalIndent(img, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, manifestName), m, 0o644); err != nil {
+		return err
+	}
+	// MkdirTemp made it private; users other than the builder may boot it.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("publish image: %w", err)
+	}
+	return nil
 }
 
 // loadImage reads a finished image directory; the manifest is written last,

@@ -81,29 +81,12 @@ func OCILayout(ctx context.Context, rf *Rootfs) (string, error) {
 	}
 
 	// Layer 1: a marker file and a whiteout.
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	marker := []byte("added by the second OCI layer\n")
-	for _, h := range []*tar.Header{
-		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
-		{Name: OCIMarker[1:], Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(marker))},
-		{Name: filepath.Join(filepath.Dir(OCIWhiteout[1:]), ".wh."+filepath.Base(OCIWhiteout)), Typeflag: tar.TypeReg, Mode: 0o644},
-	} {
-		h.ModTime = time.Unix(1700000000, 0)
-		if err := tw.WriteHeader(h); err != nil {
-			return "", err
-		}
-		if h.Size > 0 {
-			tw.Write(marker)
-		}
+	tb, gz, err := markerLayer()
+	if err != nil {
+		return "", err
 	}
-	tw.Close()
-	l1plain := sha256.Sum256(tb.Bytes())
-	var gz bytes.Buffer
-	gw := gzip.NewWriter(&gz)
-	gw.Write(tb.Bytes())
-	gw.Close()
-	l1, l1size, err := put(gz.Bytes())
+	l1plain := sha256.Sum256(tb)
+	l1, l1size, err := put(gz)
 	if err != nil {
 		return "", err
 	}
@@ -149,6 +132,33 @@ func OCILayout(ctx context.Context, rf *Rootfs) (string, error) {
 		return "", err
 	}
 	return dir, os.Rename(filepath.Join(dir, "index.json.tmp"), filepath.Join(dir, "index.json"))
+}
+
+// markerLayer is the second layer: OCIMarker added, OCIWhiteout whited
+// out; it returns the tar and its gzip.
+func markerLayer() (plain, gzipped []byte, err error) {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	marker := []byte("added by the second OCI layer\n")
+	for _, h := range []*tar.Header{
+		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: OCIMarker[1:], Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(marker))},
+		{Name: filepath.Join(filepath.Dir(OCIWhiteout[1:]), ".wh."+filepath.Base(OCIWhiteout)), Typeflag: tar.TypeReg, Mode: 0o644},
+	} {
+		h.ModTime = time.Unix(1700000000, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, nil, err
+		}
+		if h.Size > 0 {
+			tw.Write(marker)
+		}
+	}
+	tw.Close()
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(tb.Bytes())
+	gw.Close()
+	return tb.Bytes(), gz.Bytes(), nil
 }
 
 // TestOCI returns the cached two-layer OCI layout of the install rootfs.

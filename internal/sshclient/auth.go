@@ -66,117 +66,10 @@ func (a *auth) close() {
 // them), so a full agent never trips the server's MaxAuthTries.
 func newAuth(s *settings, o Options, changed func() bool) (*auth, error) {
 	a := &auth{}
-	home, _ := os.UserHomeDir()
-
-	// The agent, if any.
-	var agentKeys []ssh.Signer
-	sock := s.identityAgent
-	if sock == "" {
-		sock = os.Getenv("SSH_AUTH_SOCK")
+	kr := &keyring{a: a, agent: a.dialAgent(s.identityAgent), seen: map[string]bool{}}
+	if err := kr.load(s); err != nil {
+		return nil, err
 	}
-	switch {
-	case sock == "" || sock == "none":
-		a.agentNote = "no ssh-agent ($SSH_AUTH_SOCK is not set)"
-	default:
-		conn, err := net.Dial("unix", sock)
-		if err != nil {
-			a.agentNote = fmt.Sprintf("ssh-agent at %s not reachable: %v", sock, err)
-			break
-		}
-		a.agentConn = conn
-		agentKeys, err = sshagent.NewClient(conn).Signers()
-		if err != nil {
-			a.agentNote = fmt.Sprintf("ssh-agent at %s: %v", sock, err)
-		}
-	}
-	inAgent := func(pub ssh.PublicKey) ssh.Signer {
-		if pub == nil {
-			return nil
-		}
-		for _, k := range agentKeys {
-			if bytes.Equal(k.PublicKey().Marshal(), pub.Marshal()) {
-				return k
-			}
-		}
-		return nil
-	}
-	seen := map[string]bool{}
-	add := func(sg ssh.Signer, from string) {
-		k := string(sg.PublicKey().Marshal())
-		if !seen[k] {
-			seen[k] = true
-			a.offers = append(a.offers, offer{signer: sg, from: from})
-		}
-	}
-
-	// loadKey turns PEM (or a public key whose private half is in the
-	// agent) into a signer, or notes why it cannot be used.
-	loadKey := func(data []byte, name string, pubFile string) error {
-		sg, err := ssh.ParsePrivateKey(data)
-		if err == nil {
-			add(sg, name)
-			return nil
-		}
-		var pm *ssh.PassphraseMissingError
-		if errors.As(err, &pm) {
-			pub := pm.PublicKey
-			if pub == nil && pubFile != "" {
-				pub = readPublicKey(pubFile)
-			}
-			if sg := inAgent(pub); sg != nil {
-				add(sg, name+" via agent")
-				return nil
-			}
-			a.locked = append(a.locked, name)
-			return nil
-		}
-		// -i may name a public key whose private half lives in the agent.
-		if pub, _, _, _, perr := ssh.ParseAuthorizedKey(data); perr == nil {
-			if sg := inAgent(pub); sg != nil {
-				add(sg, name+" via agent")
-				return nil
-			}
-			return fmt.Errorf("%s is a public key and no ssh-agent holds its private key", name)
-		}
-		return fmt.Errorf("%s: %w", name, err)
-	}
-
-	if pemText := os.Getenv(EnvPrivateKey); strings.TrimSpace(pemText) != "" {
-		if err := loadKey([]byte(pemText), "$"+EnvPrivateKey, ""); err != nil {
-			return nil, exitcode.Errorf(exitcode.Usage, "private key in $%s is unusable: %v", EnvPrivateKey, err)
-		}
-	}
-	for _, f := range s.identityFiles {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			// OpenSSH skips missing IdentityFile lines from config files,
-			// but a key named on the command line must exist.
-			if os.IsNotExist(err) && !s.identitiesNamed[f] {
-				continue
-			}
-			return nil, exitcode.Errorf(exitcode.Usage, "identity file: %v", err)
-		}
-		if err := loadKey(data, f, f+".pub"); err != nil {
-			return nil, exitcode.Errorf(exitcode.Usage, "identity file %v", err)
-		}
-	}
-	onlyListed := s.identitiesOnly || s.identitiesCLI
-	if !onlyListed {
-		for _, k := range agentKeys {
-			add(k, "agent")
-		}
-	}
-	if len(s.identityFiles) == 0 && home != "" {
-		for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-			f := filepath.Join(home, ".ssh", n)
-			data, err := os.ReadFile(f)
-			if err != nil {
-				continue
-			}
-			_ = loadKey(data, f, f+".pub") // a broken default key is skipped, as OpenSSH does
-		}
-	}
-
 	if len(a.offers) > 0 {
 		signers := make([]ssh.Signer, len(a.offers))
 		for i, of := range a.offers {
@@ -190,34 +83,8 @@ func newAuth(s *settings, o Options, changed func() bool) (*auth, error) {
 		}))
 	}
 	if o.EnvPassword {
-		pw := os.Getenv(EnvPassword)
-		if pw == "" {
-			return nil, exitcode.Errorf(exitcode.Usage, "--env-password is set but $%s is empty", EnvPassword)
-		}
-		if s.passwordAllowed {
-			a.password = true
-			refuse := errors.New("not sending a password to a host whose key has changed")
-			a.methods = append(a.methods,
-				ssh.PasswordCallback(func() (string, error) {
-					a.tried.Store(true)
-					if changed() {
-						return "", refuse
-					}
-					return pw, nil
-				}),
-				ssh.KeyboardInteractive(func(name, instruction string, questions []string, echos []bool) ([]string, error) {
-					a.tried.Store(true)
-					if changed() {
-						return nil, refuse
-					}
-					answers := make([]string, len(questions))
-					for i := range questions {
-						if !echos[i] {
-							answers[i] = pw
-						}
-					}
-					return answers, nil
-				}))
+		if err := a.addPassword(s, changed); err != nil {
+			return nil, err
 		}
 	}
 	if len(a.methods) == 0 {
@@ -225,6 +92,169 @@ func newAuth(s *settings, o Options, changed func() bool) (*auth, error) {
 		return nil, exitcode.Errorf(exitcode.Connection, "no credentials to log in to %s: %s", s, a.hint(s))
 	}
 	return a, nil
+}
+
+// dialAgent connects to the ssh-agent (IdentityAgent, else
+// $SSH_AUTH_SOCK) and returns its keys, noting why when there are none.
+func (a *auth) dialAgent(sock string) []ssh.Signer {
+	if sock == "" {
+		sock = os.Getenv("SSH_AUTH_SOCK")
+	}
+	if sock == "" || sock == "none" {
+		a.agentNote = "no ssh-agent ($SSH_AUTH_SOCK is not set)"
+		return nil
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		a.agentNote = fmt.Sprintf("ssh-agent at %s not reachable: %v", sock, err)
+		return nil
+	}
+	a.agentConn = conn
+	keys, err := sshagent.NewClient(conn).Signers()
+	if err != nil {
+		a.agentNote = fmt.Sprintf("ssh-agent at %s: %v", sock, err)
+	}
+	return keys
+}
+
+// keyring gathers the keys to offer, each once, in OpenSSH's order.
+type keyring struct {
+	a     *auth
+	agent []ssh.Signer
+	seen  map[string]bool
+}
+
+// load offers $SSH_PRIVATE_KEY, the identity files, the agent's keys
+// (unless only the listed identities may be offered), then the default
+// key files when no identity was named.
+func (kr *keyring) load(s *settings) error {
+	if pemText := os.Getenv(EnvPrivateKey); strings.TrimSpace(pemText) != "" {
+		if err := kr.loadKey([]byte(pemText), "$"+EnvPrivateKey, ""); err != nil {
+			return exitcode.Errorf(exitcode.Usage, "private key in $%s is unusable: %v", EnvPrivateKey, err)
+		}
+	}
+	for _, f := range s.identityFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			// OpenSSH skips missing IdentityFile lines from config files,
+			// but a key named on the command line must exist.
+			if os.IsNotExist(err) && !s.identitiesNamed[f] {
+				continue
+			}
+			return exitcode.Errorf(exitcode.Usage, "identity file: %v", err)
+		}
+		if err := kr.loadKey(data, f, f+".pub"); err != nil {
+			return exitcode.Errorf(exitcode.Usage, "identity file %v", err)
+		}
+	}
+	onlyListed := s.identitiesOnly || s.identitiesCLI
+	if !onlyListed {
+		for _, k := range kr.agent {
+			kr.add(k, "agent")
+		}
+	}
+	home, _ := os.UserHomeDir()
+	if len(s.identityFiles) == 0 && home != "" {
+		for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
+			f := filepath.Join(home, ".ssh", n)
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			_ = kr.loadKey(data, f, f+".pub") // a broken default key is skipped, as OpenSSH does
+		}
+	}
+	return nil
+}
+
+// inAgent returns the agent's signer for pub, if it holds one.
+func (kr *keyring) inAgent(pub ssh.PublicKey) ssh.Signer {
+	if pub == nil {
+		return nil
+	}
+	for _, k := range kr.agent {
+		if bytes.Equal(k.PublicKey().Marshal(), pub.Marshal()) {
+			return k
+		}
+	}
+	return nil
+}
+
+func (kr *keyring) add(sg ssh.Signer, from string) {
+	k := string(sg.PublicKey().Marshal())
+	if !kr.seen[k] {
+		kr.seen[k] = true
+		kr.a.offers = append(kr.a.offers, offer{signer: sg, from: from})
+	}
+}
+
+// loadKey turns PEM (or a public key whose private half is in the
+// agent) into a signer, or notes why it cannot be used.
+func (kr *keyring) loadKey(data []byte, name string, pubFile string) error {
+	sg, err := ssh.ParsePrivateKey(data)
+	if err == nil {
+		kr.add(sg, name)
+		return nil
+	}
+	var pm *ssh.PassphraseMissingError
+	if errors.As(err, &pm) {
+		pub := pm.PublicKey
+		if pub == nil && pubFile != "" {
+			pub = readPublicKey(pubFile)
+		}
+		if sg := kr.inAgent(pub); sg != nil {
+			kr.add(sg, name+" via agent")
+			return nil
+		}
+		kr.a.locked = append(kr.a.locked, name)
+		return nil
+	}
+	// -i may name a public key whose private half lives in the agent.
+	if pub, _, _, _, perr := ssh.ParseAuthorizedKey(data); perr == nil {
+		if sg := kr.inAgent(pub); sg != nil {
+			kr.add(sg, name+" via agent")
+			return nil
+		}
+		return fmt.Errorf("%s is a public key and no ssh-agent holds its private key", name)
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// addPassword offers $SSHPASS (--env-password) by password and
+// keyboard-interactive, where the config allows passwords; never to a
+// host whose key has changed.
+func (a *auth) addPassword(s *settings, changed func() bool) error {
+	pw := os.Getenv(EnvPassword)
+	if pw == "" {
+		return exitcode.Errorf(exitcode.Usage, "--env-password is set but $%s is empty", EnvPassword)
+	}
+	if !s.passwordAllowed {
+		return nil
+	}
+	a.password = true
+	refuse := errors.New("not sending a password to a host whose key has changed")
+	a.methods = append(a.methods,
+		ssh.PasswordCallback(func() (string, error) {
+			a.tried.Store(true)
+			if changed() {
+				return "", refuse
+			}
+			return pw, nil
+		}),
+		ssh.KeyboardInteractive(func(name, instruction string, questions []string, echos []bool) ([]string, error) {
+			a.tried.Store(true)
+			if changed() {
+				return nil, refuse
+			}
+			answers := make([]string, len(questions))
+			for i := range questions {
+				if !echos[i] {
+					answers[i] = pw
+				}
+			}
+			return answers, nil
+		}))
+	return nil
 }
 
 // hint explains what was (not) offered and what to do about it.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/nivis/nivis/internal/command"
 )
 
 // Bootloader kinds.
@@ -57,7 +59,7 @@ type DiskLink struct {
 
 // BootloaderResult says what was run and what was checked.
 type BootloaderResult struct {
-	Commands []Command `json:"commands"`
+	Commands []command.Command `json:"commands"`
 	// Config is the generated file that was checked, RootArg its root=.
 	Config  string   `json:"config,omitempty"`
 	RootArg string   `json:"root_arg,omitempty"`

@@ -8,17 +8,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Mounter is the mount(2) edge, replaced in tests.
@@ -34,52 +34,10 @@ func (sysMounter) Mount(source, target, fstype string, flags uintptr, data strin
 }
 func (sysMounter) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
 
-// ExecRunner runs commands for real, chrooted when asked, with a clean
-// environment (the rescue's may name paths the new system lacks).
-type ExecRunner struct{}
-
-// Run implements CommandRunner.
-func (ExecRunner) Run(ctx context.Context, c Command) ([]byte, error) {
-	if len(c.Argv) == 0 {
-		return nil, errors.New("empty command")
-	}
-	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive", "HOME=/root"}
-	cmd.Dir = "/"
-	if c.Chroot != "" {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: c.Chroot}
-		// exec.Command resolved argv[0] on the host; resolve it in the chroot.
-		cmd.Path = c.Argv[0]
-		if !strings.HasPrefix(c.Argv[0], "/") {
-			p, err := lookPathIn(c.Chroot, c.Argv[0])
-			if err != nil {
-				return nil, err
-			}
-			cmd.Path = p
-		}
-		cmd.Err = nil
-	}
-	return cmd.CombinedOutput()
-}
-
-var chrootPath = []string{"usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"}
-
-// lookPathIn finds a command in the chroot's PATH, returning its path as
-// seen inside the chroot.
-func lookPathIn(root, name string) (string, error) {
-	for _, d := range chrootPath {
-		fi, err := os.Stat(filepath.Join(root, d, name))
-		if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return "/" + d + "/" + name, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in the installed system (looked in /%s)", name, strings.Join(chrootPath, ", /"))
-}
-
 // BootInstaller installs bootloaders; its fields are the edges to the
 // outside world (real ones from NewBootInstaller).
 type BootInstaller struct {
-	Run   CommandRunner
+	Run   command.Runner
 	Mount Mounter
 	// DevDir is bound as the chroot's /dev and gets the by-uuid links.
 	DevDir string
@@ -90,9 +48,9 @@ type BootInstaller struct {
 	Probe func(dev string) (fsUUID, partUUID string)
 }
 
-// NewBootInstaller returns the real thing.
-func NewBootInstaller() *BootInstaller {
-	b := &BootInstaller{Run: ExecRunner{}, Mount: sysMounter{}, DevDir: "/dev", SysDir: "/sys",
+// NewBootInstaller returns the real thing, logging each tool it runs to log.
+func NewBootInstaller(log *oplog.Log) *BootInstaller {
+	b := &BootInstaller{Run: command.Exec{Log: log}, Mount: sysMounter{}, DevDir: "/dev", SysDir: "/sys",
 		Mountinfo: func() ([]byte, error) { return os.ReadFile("/proc/self/mountinfo") }}
 	b.Probe = func(dev string) (string, string) {
 		u, _ := FSUUID(dev)
@@ -103,9 +61,9 @@ func NewBootInstaller() *BootInstaller {
 }
 
 // InstallBootloader installs the bootloader o asks for with the real
-// runner and mounts.
-func InstallBootloader(ctx context.Context, o BootloaderOptions) (*BootloaderResult, error) {
-	return NewBootInstaller().Install(ctx, o)
+// runner and mounts, logging each tool it runs to log.
+func InstallBootloader(ctx context.Context, o BootloaderOptions, log *oplog.Log) (*BootloaderResult, error) {
+	return NewBootInstaller(log).Install(ctx, o)
 }
 
 // Install runs the bootloader installation in a chroot of o.Root with
@@ -114,7 +72,7 @@ func InstallBootloader(ctx context.Context, o BootloaderOptions) (*BootloaderRes
 // tool fails or the generated config does not name the root by UUID.
 func (b *BootInstaller) Install(ctx context.Context, o BootloaderOptions) (res *BootloaderResult, err error) {
 	res = &BootloaderResult{}
-	rec := &recorder{next: b.Run, res: res}
+	rec := &toolRun{runner: b.Run, res: res}
 	switch o.Kind {
 	case BootNone:
 		return res, nil
@@ -174,7 +132,7 @@ func (b *BootInstaller) Install(ctx context.Context, o BootloaderOptions) (res *
 	}
 	switch o.Kind {
 	case BootCustom:
-		_, err = rec.run(ctx, Command{Argv: o.Command, Chroot: root})
+		_, err = rec.run(ctx, command.Command{Argv: o.Command, Chroot: root})
 	case BootGrub:
 		err = b.grub(ctx, rec, o, root, firmware, mounts, rootMount)
 	case BootSystemdBoot:
@@ -186,16 +144,23 @@ func (b *BootInstaller) Install(ctx context.Context, o BootloaderOptions) (res *
 	return res, nil
 }
 
-type recorder struct {
-	next CommandRunner
-	res  *BootloaderResult
+// toolRun runs the tools of one install and lists them in its result.
+type toolRun struct {
+	runner command.Runner
+	res    *BootloaderResult
 }
 
-func (r *recorder) run(ctx context.Context, c Command) ([]byte, error) {
+func (r *toolRun) run(ctx context.Context, c command.Command) ([]byte, error) {
 	r.res.Commands = append(r.res.Commands, c)
-	out, err := r.next.Run(ctx, c)
+	out, err := r.runner.Run(ctx, c)
 	if err != nil {
-		return out, fmt.Errorf("`%s` failed: %w\n%s", strings.Join(c.Argv, " "), err, tail(out, 30))
+		// The log has the whole output; the error keeps its end.
+		cause := err
+		var ce *command.Error
+		if errors.As(err, &ce) {
+			cause = ce.Err
+		}
+		return out, fmt.Errorf("`%s` failed: %w\n%s", command.Quote(c.Argv), cause, command.Tail(out, 30))
 	}
 	return out, nil
 }
@@ -313,11 +278,11 @@ func (b *BootInstaller) chrootMounts(root string, efi bool, mountinfo []byte) (u
 
 // grubTools finds grub-install/grub-mkconfig or the grub2-* spelling.
 func grubTools(root string) (install, mkconfig, cfgDir string, updateGrub bool, err error) {
-	if _, e := lookPathIn(root, "grub-install"); e == nil {
-		_, ue := lookPathIn(root, "update-grub")
+	if _, e := command.LookPathIn(root, "grub-install"); e == nil {
+		_, ue := command.LookPathIn(root, "update-grub")
 		return "grub-install", "grub-mkconfig", "/boot/grub", ue == nil, nil
 	}
-	if _, e := lookPathIn(root, "grub2-install"); e == nil {
+	if _, e := command.LookPathIn(root, "grub2-install"); e == nil {
 		return "grub2-install", "grub2-mkconfig", "/boot/grub2", false, nil
 	}
 	return "", "", "", false, errors.New("grub-install is not in the installed system: install GRUB in the image (Debian: grub-pc-bin or grub-efi-amd64-bin, and grub2-common)")
@@ -379,7 +344,7 @@ func (b *BootInstaller) efivarsWritable(root string) bool {
 	return err == nil && len(ents) > 0
 }
 
-func (b *BootInstaller) grub(ctx context.Context, rec *recorder, o BootloaderOptions, root, firmware string, mounts []Mount, rootMount *Mount) error {
+func (b *BootInstaller) grub(ctx context.Context, rec *toolRun, o BootloaderOptions, root, firmware string, mounts []Mount, rootMount *Mount) error {
 	install, mkconfig, cfgDir, updateGrub, err := grubTools(root)
 	if err != nil {
 		return err
@@ -397,7 +362,7 @@ func (b *BootInstaller) grub(ctx context.Context, rec *recorder, o BootloaderOpt
 			disks = []string{disk}
 		}
 		for _, d := range disks {
-			if _, err := rec.run(ctx, Command{Argv: []string{install, "--target=i386-pc", d}, Chroot: root}); err != nil {
+			if _, err := rec.run(ctx, command.Command{Argv: []string{install, "--target=i386-pc", d}, Chroot: root}); err != nil {
 				return err
 			}
 		}
@@ -412,12 +377,12 @@ func (b *BootInstaller) grub(ctx context.Context, rec *recorder, o BootloaderOpt
 		if !b.efivarsWritable(root) {
 			argv = append(argv, "--no-nvram")
 		}
-		if _, err := rec.run(ctx, Command{Argv: argv, Chroot: root}); err != nil {
+		if _, err := rec.run(ctx, command.Command{Argv: argv, Chroot: root}); err != nil {
 			return err
 		}
 		// Also the fallback path EFI/BOOT/BOOT<arch>.EFI, which firmware
 		// without (or with lost) NVRAM entries boots.
-		if _, err := rec.run(ctx, Command{Argv: []string{install, "--target=" + efiTarget(), "--efi-directory=" + esp, "--removable", "--no-nvram"}, Chroot: root}); err != nil {
+		if _, err := rec.run(ctx, command.Command{Argv: []string{install, "--target=" + efiTarget(), "--efi-directory=" + esp, "--removable", "--no-nvram"}, Chroot: root}); err != nil {
 			return err
 		}
 	}
@@ -426,7 +391,7 @@ func (b *BootInstaller) grub(ctx context.Context, rec *recorder, o BootloaderOpt
 	if updateGrub {
 		argv = []string{"update-grub"}
 	}
-	if _, err := rec.run(ctx, Command{Argv: argv, Chroot: root}); err != nil {
+	if _, err := rec.run(ctx, command.Command{Argv: argv, Chroot: root}); err != nil {
 		return err
 	}
 	text, err := os.ReadFile(filepath.Join(root, cfg))
@@ -460,7 +425,7 @@ func kernels(root string) [][3]string {
 	return out
 }
 
-func (b *BootInstaller) systemdBoot(ctx context.Context, rec *recorder, o BootloaderOptions, root string, mounts []Mount, rootUUID string) error {
+func (b *BootInstaller) systemdBoot(ctx context.Context, rec *toolRun, o BootloaderOptions, root string, mounts []Mount, rootUUID string) error {
 	if rootUUID == "" {
 		return errors.New("the root filesystem's UUID is unknown (no by-uuid link for it): cannot write a kernel command line that survives a device rename")
 	}
@@ -478,21 +443,21 @@ func (b *BootInstaller) systemdBoot(ctx context.Context, rec *recorder, o Bootlo
 	if !b.efivarsWritable(root) {
 		argv = append(argv, "--no-variables")
 	}
-	if _, err := rec.run(ctx, Command{Argv: argv, Chroot: root}); err != nil {
+	if _, err := rec.run(ctx, command.Command{Argv: argv, Chroot: root}); err != nil {
 		return err
 	}
 	ks := kernels(root)
 	if len(ks) == 0 {
 		return errors.New("no /boot/vmlinuz-* in the installed system: install a kernel in the image")
 	}
-	_, kiErr := lookPathIn(root, "kernel-install")
+	_, kiErr := command.LookPathIn(root, "kernel-install")
 	for _, k := range ks {
 		if kiErr == nil {
 			argv := []string{"kernel-install", "add", k[0], k[1]}
 			if k[2] != "" {
 				argv = append(argv, k[2])
 			}
-			if _, err := rec.run(ctx, Command{Argv: argv, Chroot: root}); err != nil {
+			if _, err := rec.run(ctx, command.Command{Argv: argv, Chroot: root}); err != nil {
 				return err
 			}
 			continue

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 type fakeMounter struct {
@@ -36,7 +38,7 @@ const rootUUID = "0f3b6b2e-6a53-4f6e-a6a2-5d1c0c8f9e11"
 
 // bootFixture is an installed root mounted from /dev/vda2 with its ESP on
 // /dev/vda1, a fake sysfs saying vda2 is partition 2 of vda, and GRUB.
-func bootFixture(t *testing.T, uefi bool, grubCfg string) (*BootInstaller, *RecordingRunner, *fakeMounter, string) {
+func bootFixture(t *testing.T, uefi bool, grubCfg string) (*BootInstaller, *command.Recorder, *fakeMounter, string) {
 	tmp := t.TempDir()
 	root := filepath.Join(tmp, "mnt")
 	for _, p := range []string{"usr/sbin/grub-install", "usr/sbin/update-grub", "usr/bin/bootctl"} {
@@ -56,7 +58,7 @@ func bootFixture(t *testing.T, uefi bool, grubCfg string) (*BootInstaller, *Reco
 	mountinfo := fmt.Sprintf("22 1 0:21 / /proc rw - proc proc rw\n"+
 		"40 1 254:2 / %s rw,relatime - ext4 /dev/vda2 rw\n"+
 		"41 40 254:1 / %s/boot/efi rw,relatime - vfat /dev/vda1 rw\n", root, root)
-	rr := &RecordingRunner{Next: func(ctx context.Context, c Command) ([]byte, error) {
+	rr := &command.Recorder{Reply: func(ctx context.Context, c command.Command) ([]byte, error) {
 		if c.Argv[0] == "update-grub" || c.Argv[0] == "grub-mkconfig" {
 			os.MkdirAll(filepath.Join(c.Chroot, "boot/grub"), 0o755)
 			return []byte("Generating grub configuration file ...\ndone\n"), os.WriteFile(filepath.Join(c.Chroot, "boot/grub/grub.cfg"), []byte(grubCfg), 0o644)
@@ -83,7 +85,7 @@ const goodGrubCfg = `menuentry 'Debian GNU/Linux' {
 }
 `
 
-func argvs(cs []Command) [][]string {
+func argvs(cs []command.Command) [][]string {
 	var out [][]string
 	for _, c := range cs {
 		out = append(out, c.Argv)
@@ -177,7 +179,7 @@ func TestBootloaderRefusesDeviceNames(t *testing.T) {
 
 func TestBootloaderToolFailure(t *testing.T) {
 	b, rr, fm, root := bootFixture(t, true, goodGrubCfg)
-	rr.Next = func(ctx context.Context, c Command) ([]byte, error) {
+	rr.Reply = func(ctx context.Context, c command.Command) ([]byte, error) {
 		return []byte("Installing for x86_64-efi platform.\ngrub-install: error: /usr/lib/grub/x86_64-efi/modinfo.sh doesn't exist. Please specify --target or --directory.\n"), errors.New("exit status 1")
 	}
 	_, err := b.Install(context.Background(), BootloaderOptions{Root: root, Kind: BootGrub})
@@ -260,5 +262,40 @@ func TestFSUUID(t *testing.T) {
 				t.Fatalf("got %q %v, want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBootloaderLogsTools runs a real tool in the chroot: the operation
+// log gets its exact argv, and its output when it fails.
+func TestBootloaderLogsTools(t *testing.T) {
+	requireRoot(t)
+	busybox, ok := command.Find("busybox")
+	if !ok {
+		t.Skip("no busybox to put in the chroot")
+	}
+	b, _, _, root := bootFixture(t, false, "")
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, "bin/sh"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	b.Run = command.Exec{Log: oplog.New(func(level, line string) { lines = append(lines, level+" "+line) })}
+	b.Mount = &fakeMounter{} // the chroot needs no /dev or /proc for sh
+	cmd := []string{"/bin/sh", "-c", "echo no boot loader today >&2; exit 3"}
+	res, err := b.Install(context.Background(), BootloaderOptions{Root: root, Kind: BootCustom, Command: cmd})
+	if err == nil || !strings.Contains(err.Error(), "no boot loader today") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(res.Commands) != 1 || !reflect.DeepEqual(res.Commands[0].Argv, cmd) {
+		t.Errorf("result commands %v", res.Commands)
+	}
+	quoted := "chroot " + root + " /bin/sh -c 'echo no boot loader today >&2; exit 3'"
+	want := []string{"info [started] " + quoted, "error [failed] " + quoted + ": exit status 3\nno boot loader today"}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("log:\n%q\nwant:\n%q", lines, want)
 	}
 }
