@@ -80,7 +80,7 @@ func prepareVerb(ctx context.Context, reqp *PrepareRequest, ev *agent.Emitter) (
 		if req.SSHPort != 0 {
 			ports = []int{req.SSHPort}
 		}
-		captured, err := initramfs.Capture(initramfs.CaptureOptions{
+		captured, err := initramfs.Capture(f, initramfs.CaptureOptions{
 			LoginUser:     req.LoginUser,
 			ExtraKeys:     req.AuthorizedKeys,
 			SSHPorts:      ports,
