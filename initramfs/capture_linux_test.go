@@ -63,7 +63,7 @@ func mustCIDR(t *testing.T, s string) *net.IPNet {
 // TestCaptureNetwork builds a host network in a namespace (a NIC with a
 // static, a DHCP-like and an IPv6 address, an onlink default gateway, a
 // static route with a metric, IPv6 default, a bridge with a port) and
-// checks what Capture carries.
+// checks what the carry-over takes from the facts' reading of it.
 func TestCaptureNetwork(t *testing.T) {
 	var nw carry.Network
 	var captureErr error
