@@ -3,11 +3,13 @@
 package initramfs
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nivis/nivis/internal/carry"
+	"github.com/nivis/nivis/internal/facts"
 	"github.com/nivis/nivis/internal/testsshd"
 )
 
@@ -60,7 +63,7 @@ func mustCIDR(t *testing.T, s string) *net.IPNet {
 // TestCaptureNetwork builds a host network in a namespace (a NIC with a
 // static, a DHCP-like and an IPv6 address, an onlink default gateway, a
 // static route with a metric, IPv6 default, a bridge with a port) and
-// checks what Capture carries.
+// checks what the carry-over takes from the facts' reading of it.
 func TestCaptureNetwork(t *testing.T) {
 	var nw carry.Network
 	var captureErr error
@@ -96,7 +99,9 @@ func TestCaptureNetwork(t *testing.T) {
 				return
 			}
 		}
-		nw, _, captureErr = CaptureNetwork()
+		f := facts.GatherRoot(context.Background(), t.TempDir())
+		nw, _ = carryNetwork(f.Network)
+		captureErr = f.NetworkError()
 	})
 	if t.Failed() {
 		return
@@ -162,8 +167,10 @@ func TestCaptureIdentityKeysAndDNS(t *testing.T) {
 		"etc/machine-id":                   "4c4c4544004b4a1080\n",
 		"etc/resolv.conf":                  "nameserver 127.0.0.53\nsearch corp.example\n",
 		"run/systemd/resolve/resolv.conf":  "nameserver 192.0.2.53\nnameserver 2001:db8::53\n",
+		"proc/sys/kernel/random/boot_id":   "11111111-2222-3333-4444-555555555555\n",
 	})
-	c, err := Capture(CaptureOptions{Root: root, LoginUser: "root", ExtraKeys: []string{keyC, keyB}, SSHPorts: []int{2222}})
+	ctx := context.Background()
+	c, err := Capture(facts.GatherRoot(ctx, root), CaptureOptions{Root: root, LoginUser: "root", ExtraKeys: []string{keyC, keyB}, SSHPorts: []int{2222}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,31 +200,29 @@ func TestCaptureIdentityKeysAndDNS(t *testing.T) {
 
 	// Nobody could log in: refuse.
 	empty := t.TempDir()
-	if _, err := Capture(CaptureOptions{Root: empty, LoginUser: "root", SSHPorts: []int{22}}); err == nil || !strings.Contains(err.Error(), "nobody could log in") {
+	if _, err := Capture(facts.GatherRoot(ctx, empty), CaptureOptions{Root: empty, LoginUser: "root", SSHPorts: []int{22}}); err == nil || !strings.Contains(err.Error(), "nobody could log in") {
 		t.Errorf("no keys: err = %v", err)
 	}
 }
 
-func TestSSHDConfigPorts(t *testing.T) {
-	root := t.TempDir()
-	writeFiles(t, root, map[string]string{
-		"sshd_config":             "Include sshd_config.d/*.conf\nPort 22\nListenAddress [::1]:2200\nMatch User bob\n  Port 9999\n",
-		"sshd_config.d/10-a.conf": "Port 2222\n",
-		"sshd_config.d/20-b.conf": "# nothing\n",
-	})
-	if got := SSHDConfigPorts(filepath.Join(root, "sshd_config")); !reflect.DeepEqual(got, []int{22, 2200, 2222}) {
-		t.Errorf("ports %v, want [22 2200 2222]", got)
-	}
-}
-
-// TestSSHDListenPorts finds a real sshd's listening port through /proc.
-func TestSSHDListenPorts(t *testing.T) {
+// TestSSHPortsFromFacts finds a real sshd's listening port in the facts
+// snapshot; without a listener the sshd_config ports (Port and
+// ListenAddress lines) are carried.
+func TestSSHPortsFromFacts(t *testing.T) {
 	s := testsshd.Start(t)
-	ports := SSHDListenPorts()
-	for _, p := range ports {
-		if p == s.Port {
-			return
-		}
+	f, err := facts.Gather(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Errorf("sshd listens on %d, found %v", s.Port, ports)
+	ports := (&Captured{}).sshPorts(f.SSH)
+	if !slices.Contains(ports, s.Port) {
+		t.Errorf("sshd listens on %d, found %v", s.Port, ports)
+	}
+
+	t.Setenv("SSH_CONNECTION", "")
+	c := &Captured{}
+	got := c.sshPorts(facts.SSH{ConfigPorts: []int{22, 2222}, ListenAddresses: []string{"[::1]:2200", "0.0.0.0"}})
+	if !reflect.DeepEqual(got, []int{22, 2200, 2222}) || len(c.Warnings) != 1 {
+		t.Errorf("ports %v warnings %q, want [22 2200 2222] and one warning", got, c.Warnings)
+	}
 }

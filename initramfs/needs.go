@@ -47,6 +47,12 @@ func Features() []string {
 	return out
 }
 
+// IsFeature says whether name is a known layout feature.
+func IsFeature(name string) bool {
+	_, ok := features[name]
+	return ok
+}
+
 // NeedsFor returns the union of what the features need, plus AlwaysTools.
 // An unknown feature is an error listing the known ones.
 func NeedsFor(feats ...string) (Needs, error) {

@@ -2,6 +2,8 @@ package kexec
 
 import (
 	"syscall"
+
+	"github.com/nivis/nivis/internal/facts"
 )
 
 // Kind is the cause of a kexec refusal.
@@ -59,6 +61,17 @@ type HostState struct {
 	LoadDisabled bool `json:"kexec_load_disabled"`
 	// Container names the container type when nivis runs in one.
 	Container string `json:"container,omitempty"`
+}
+
+// HostStateOf takes the host state from a facts snapshot, the one reader
+// of /proc, /sys and efivars.
+func HostStateOf(f *facts.Facts) HostState {
+	return HostState{
+		Lockdown:     f.Boot.Lockdown,
+		SecureBoot:   f.Boot.SecureBoot == "enabled",
+		LoadDisabled: f.Kexec.LoadDisabled != nil && *f.Kexec.LoadDisabled,
+		Container:    f.Virtualization.Container,
+	}
 }
 
 func (h HostState) lockedDown() bool {

@@ -35,7 +35,7 @@ func Reboot() error {
 		if e, ok := err.(syscall.Errno); ok {
 			errno = e
 		}
-		ke := classify("reboot", errno, ReadHostState())
+		ke := classify("reboot", errno, readHostState())
 		ke.Err = err
 		return ke
 	}

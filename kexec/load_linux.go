@@ -3,7 +3,6 @@
 package kexec
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/u-root/u-root/pkg/boot/linux"
 	"golang.org/x/sys/unix"
+
+	"github.com/nivis/nivis/internal/facts"
 )
 
 // Methods Load reports.
@@ -28,73 +29,24 @@ var (
 	segmentLoad = func(kernel, initrd *os.File, cmdline string) error {
 		return linux.KexecLoad(kernel, initrd, cmdline, nil, nil)
 	}
-	readHostState = ReadHostState
+	// readHostState reads what Load and Reboot need when no facts
+	// snapshot was passed to them.
+	readHostState = func() HostState { return HostStateOf(facts.GatherBoot("/")) }
 )
-
-// ReadHostState reads lockdown, Secure Boot, kexec_load_disabled and
-// whether we run in a container.
-func ReadHostState() HostState {
-	var hs HostState
-	if b, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil {
-		hs.Lockdown = activeLockdown(string(b))
-	}
-	hs.SecureBoot = secureBoot()
-	if b, err := os.ReadFile("/proc/sys/kernel/kexec_load_disabled"); err == nil {
-		hs.LoadDisabled = strings.TrimSpace(string(b)) == "1"
-	}
-	hs.Container = container()
-	return hs
-}
-
-// activeLockdown picks the bracketed mode of "none [integrity] confidentiality".
-func activeLockdown(s string) string {
-	for _, f := range strings.Fields(s) {
-		if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
-			return strings.Trim(f, "[]")
-		}
-	}
-	return ""
-}
-
-func secureBoot() bool {
-	// 4 bytes of attributes, then the value.
-	b, err := os.ReadFile("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e98032b8c39c")
-	return err == nil && len(b) >= 5 && b[4] == 1
-}
-
-// container tells the container type the way systemd-detect-virt does,
-// for the few kinds a VPS can be.
-func container() string {
-	if b, err := os.ReadFile("/proc/1/environ"); err == nil {
-		for _, kv := range bytes.Split(b, []byte{0}) {
-			if v, ok := bytes.CutPrefix(kv, []byte("container=")); ok && len(v) > 0 {
-				return string(v)
-			}
-		}
-	}
-	if _, err := os.Stat("/proc/vz"); err == nil {
-		if _, err := os.Stat("/proc/bc"); err != nil {
-			return "openvz"
-		}
-	}
-	if _, err := os.Stat("/.dockerenv"); err == nil {
-		return "docker"
-	}
-	if _, err := os.Stat("/run/.containerenv"); err == nil {
-		return "podman"
-	}
-	return ""
-}
 
 // Load loads kernel and initrd with cmdline as the kernel to boot on the
 // next kexec reboot. It tries kexec_file_load, then kexec_load where that
 // can help, and returns the method that worked. workDir holds a
 // decompressed arm64 Image when one is needed. Failures are *Error.
 func Load(kernel, initrd, cmdline, workDir string, log func(format string, args ...any)) (string, error) {
+	return load(readHostState(), kernel, initrd, cmdline, workDir, log)
+}
+
+// load is Load with the host state taken from the caller's facts snapshot.
+func load(hs HostState, kernel, initrd, cmdline, workDir string, log func(format string, args ...any)) (string, error) {
 	if log == nil {
 		log = func(string, ...any) {}
 	}
-	hs := readHostState()
 	if hs.LoadDisabled {
 		return "", &Error{Kind: KindDisabled, Detail: "kernel.kexec_load_disabled is 1", Fix: fixDisabled}
 	}

@@ -193,19 +193,6 @@ func TestUnpackKernel(t *testing.T) {
 	}
 }
 
-func TestActiveLockdown(t *testing.T) {
-	for in, want := range map[string]string{
-		"[none] integrity confidentiality\n": "none",
-		"none [integrity] confidentiality\n": "integrity",
-		"none integrity [confidentiality]":   "confidentiality",
-		"":                                   "",
-	} {
-		if got := activeLockdown(in); got != want {
-			t.Errorf("activeLockdown(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestScheduleRefusesWithoutLoadedKernel(t *testing.T) {
 	if Loaded() {
 		t.Skip("a kexec kernel is loaded on this machine")

@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nivis/nivis/initramfs"
 	"github.com/nivis/nivis/initramfs/base"
+	"github.com/nivis/nivis/internal/facts"
 )
 
 // imageOptions turns a request into initramfs options (without the
@@ -67,97 +67,120 @@ func dedupe(in []string) []string {
 
 // Preflight checks, without changing anything, whether kexec-prepare can
 // work: privileges, kexec in the kernel, lockdown, the kernel image, the
-// tools, RAM against the unpacked image, and room to assemble it.
-func Preflight(req PrepareRequest) *PreflightResult {
-	res := &PreflightResult{Host: readHostState()}
-	add := func(name, status, detail, fix string) {
-		res.Checks = append(res.Checks, Check{Name: name, Status: status, Detail: detail, Fix: fix})
-	}
-	hs := res.Host
-
-	if os.Geteuid() != 0 {
-		add("root", "fail", fmt.Sprintf("the agent runs as uid %d", os.Geteuid()), "run nivis with --sudo (or log in as root): kexec needs CAP_SYS_BOOT")
+// tools, RAM against the unpacked image, and room to assemble it. f is the
+// host's facts snapshot: Preflight reads no host state of its own.
+func Preflight(req PrepareRequest, f *facts.Facts) *PreflightResult {
+	p := &preflight{f: f, res: &PreflightResult{Host: HostStateOf(f)}}
+	p.hostChecks()
+	p.kernelImage(req)
+	p.res.MemTotal, p.res.MemAvailable = int64(f.Memory.TotalBytes), int64(f.Memory.AvailableBytes)
+	if req.Initrd != "" {
+		if st, err := os.Stat(req.Initrd); err != nil {
+			p.add("initrd", "fail", err.Error(), "upload the initrd first or fix --initrd")
+		} else {
+			p.add("initrd", "ok", fmt.Sprintf("%s (%.1f MiB)", req.Initrd, mib(st.Size())), "")
+		}
 	} else {
-		add("root", "ok", "running as root", "")
+		p.rescueImage(req)
+	}
+	p.res.OK = allPass(p.res.Checks)
+	return p.res
+}
+
+// preflight collects the checks of one Preflight.
+type preflight struct {
+	f   *facts.Facts
+	res *PreflightResult
+}
+
+func (p *preflight) add(name, status, detail, fix string) {
+	p.res.Checks = append(p.res.Checks, Check{Name: name, Status: status, Detail: detail, Fix: fix})
+}
+
+// hostChecks judge the kernel and the host: root, container, kexec
+// disabled or missing, lockdown and Secure Boot.
+func (p *preflight) hostChecks() {
+	f, hs := p.f, p.res.Host
+	if uid := f.Privilege.UID; uid != 0 {
+		p.add("root", "fail", fmt.Sprintf("the agent runs as uid %d", uid), "run nivis with --sudo (or log in as root): kexec needs CAP_SYS_BOOT")
+	} else {
+		p.add("root", "ok", "running as root", "")
 	}
 	if hs.Container != "" {
 		// A warning: VMs built from container images keep /.dockerenv.
-		add("container", "warn", "this host looks like a "+hs.Container+" container", fmt.Sprintf(fixContainer, hs.Container))
+		p.add("container", "warn", "this host looks like a "+hs.Container+" container", fmt.Sprintf(fixContainer, hs.Container))
 	} else {
-		add("container", "ok", "not a container", "")
+		p.add("container", "ok", "not a container", "")
 	}
 	if hs.LoadDisabled {
-		add("kexec_load_disabled", "fail", "kernel.kexec_load_disabled = 1", fixDisabled)
+		p.add("kexec_load_disabled", "fail", "kernel.kexec_load_disabled = 1", fixDisabled)
 	} else {
-		add("kexec_load_disabled", "ok", "kernel.kexec_load_disabled = 0", "")
+		p.add("kexec_load_disabled", "ok", "kernel.kexec_load_disabled = 0", "")
 	}
 
-	release := initramfs.RunningRelease()
-	cfg, src := initramfs.ReadKernelConfig(initramfs.KernelConfigPaths(release, true))
+	cfg, src := f.Kernel.Config, f.Kernel.ConfigSource
 	switch {
-	case cfg == nil:
-		add("kexec support", "warn", "no kernel config found for "+release+": cannot tell whether the kernel has kexec", "")
+	case src == "":
+		p.add("kexec support", "warn", "no kernel config found for "+f.Kernel.Release+": cannot tell whether the kernel has kexec", "")
 	case cfg["CONFIG_KEXEC_FILE"] == "y" || cfg["CONFIG_KEXEC"] == "y":
-		add("kexec support", "ok", fmt.Sprintf("CONFIG_KEXEC=%s CONFIG_KEXEC_FILE=%s (%s)", orNo(cfg["CONFIG_KEXEC"]), orNo(cfg["CONFIG_KEXEC_FILE"]), src), "")
+		p.add("kexec support", "ok", fmt.Sprintf("CONFIG_KEXEC=%s CONFIG_KEXEC_FILE=%s (%s)", orNo(cfg["CONFIG_KEXEC"]), orNo(cfg["CONFIG_KEXEC_FILE"]), src), "")
 	default:
-		add("kexec support", "fail", "the kernel config ("+src+") has neither CONFIG_KEXEC nor CONFIG_KEXEC_FILE", fixUnsupported)
+		p.add("kexec support", "fail", "the kernel config ("+src+") has neither CONFIG_KEXEC nor CONFIG_KEXEC_FILE", fixUnsupported)
 	}
 
 	switch {
 	case hs.lockedDown():
-		add("lockdown", "warn", fmt.Sprintf("kernel lockdown is %q (Secure Boot: %v): only a signed kernel can be loaded, with kexec_file_load", hs.Lockdown, hs.SecureBoot), fixLockdown)
+		p.add("lockdown", "warn", fmt.Sprintf("kernel lockdown is %q (Secure Boot: %v): only a signed kernel can be loaded, with kexec_file_load", hs.Lockdown, hs.SecureBoot), fixLockdown)
 	case hs.SecureBoot:
-		add("lockdown", "ok", "Secure Boot is on but the kernel is not locked down", "")
+		p.add("lockdown", "ok", "Secure Boot is on but the kernel is not locked down", "")
 	default:
-		add("lockdown", "ok", "no kernel lockdown (Secure Boot off or unknown)", "")
+		p.add("lockdown", "ok", "no kernel lockdown (Secure Boot off or unknown)", "")
 	}
+}
 
+// kernelImage finds the kernel to load: the request's, else the running
+// release's.
+func (p *preflight) kernelImage(req PrepareRequest) {
+	release := p.f.Kernel.Release
 	kernel := req.Kernel
 	if kernel == "" {
 		k, err := FindKernel(release)
 		if err != nil {
-			add("kernel image", "fail", err.Error(), "install the package of the running kernel (e.g. linux-image-"+release+") or pass --kernel")
+			p.add("kernel image", "fail", err.Error(), "install the package of the running kernel (e.g. linux-image-"+release+") or pass --kernel")
 		}
 		kernel = k
 	}
-	if kernel != "" {
-		if f, err := os.Open(kernel); err != nil {
-			add("kernel image", "fail", err.Error(), "pass --kernel with a readable kernel image")
-		} else {
-			f.Close()
-			add("kernel image", "ok", kernel, "")
-			res.Kernel = kernel
-		}
+	if kernel == "" {
+		return
 	}
-
-	res.MemTotal, res.MemAvailable = meminfo()
-	if req.Initrd != "" {
-		if st, err := os.Stat(req.Initrd); err != nil {
-			add("initrd", "fail", err.Error(), "upload the initrd first or fix --initrd")
-		} else {
-			add("initrd", "ok", fmt.Sprintf("%s (%.1f MiB)", req.Initrd, mib(st.Size())), "")
-		}
-		res.OK = allPass(res.Checks)
-		return res
+	if fh, err := os.Open(kernel); err != nil {
+		p.add("kernel image", "fail", err.Error(), "pass --kernel with a readable kernel image")
+	} else {
+		fh.Close()
+		p.add("kernel image", "ok", kernel, "")
+		p.res.Kernel = kernel
 	}
+}
 
+// rescueImage estimates the rescue image to assemble and checks the RAM
+// and the work space it needs.
+func (p *preflight) rescueImage(req PrepareRequest) {
+	release, res := p.f.Kernel.Release, p.res
 	if _, err := base.For(runtime.GOARCH); err != nil {
-		add("rescue base image", "fail", err.Error(), "use a nivis binary built with `make`")
-		res.OK = allPass(res.Checks)
-		return res
+		p.add("rescue base image", "fail", err.Error(), "use a nivis binary built with `make`")
+		return
 	}
-	add("rescue base image", "ok", "embedded for "+runtime.GOARCH, "")
+	p.add("rescue base image", "ok", "embedded for "+runtime.GOARCH, "")
 
 	opts, err := imageOptions(req)
 	if err != nil {
-		add("layout", "fail", err.Error(), "fix the features in the request")
-		res.OK = allPass(res.Checks)
-		return res
+		p.add("layout", "fail", err.Error(), "fix the features in the request")
+		return
 	}
 	if _, err := os.Stat(filepath.Join("/lib/modules", release, "modules.dep")); err != nil {
-		add("kernel modules", "warn", "no /lib/modules/"+release+": the rescue system gets only the drivers built into the kernel", "install the modules package of the running kernel (linux-image-"+release+")")
+		p.add("kernel modules", "warn", "no /lib/modules/"+release+": the rescue system gets only the drivers built into the kernel", "install the modules package of the running kernel (linux-image-"+release+")")
 	} else {
-		add("kernel modules", "ok", "/lib/modules/"+release, "")
+		p.add("kernel modules", "ok", "/lib/modules/"+release, "")
 	}
 	var missing []string
 	for _, t := range opts.Tools {
@@ -166,42 +189,39 @@ func Preflight(req PrepareRequest) *PreflightResult {
 		}
 	}
 	if len(missing) > 0 {
-		add("tools", "fail", strings.Join(missing, "; "), "install the packages named above on the host")
+		p.add("tools", "fail", strings.Join(missing, "; "), "install the packages named above on the host")
 		opts.Tools = nil // still estimate the rest
 	} else {
-		add("tools", "ok", strings.Join(opts.Tools, " "), "")
+		p.add("tools", "ok", strings.Join(opts.Tools, " "), "")
 	}
 
 	img, err := initramfs.Estimate(opts)
 	if err != nil {
 		var tm *initramfs.ToolsMissingError
 		if !errors.As(err, &tm) {
-			add("rescue image", "fail", err.Error(), "")
+			p.add("rescue image", "fail", err.Error(), "")
 		}
-		res.OK = allPass(res.Checks)
-		return res
+		return
 	}
 	res.Image = img
 	need := img.RAMNeeded()
 	if res.MemTotal > 0 && res.MemTotal < need {
-		add("memory", "fail", fmt.Sprintf("the rescue system needs about %d MiB of RAM (image %.0f MiB, unpacked %.0f MiB, kernel and runtime), the host has %d MiB",
+		p.add("memory", "fail", fmt.Sprintf("the rescue system needs about %d MiB of RAM (image %.0f MiB, unpacked %.0f MiB, kernel and runtime), the host has %d MiB",
 			need>>20, mib(img.Size), mib(img.Unpacked), res.MemTotal>>20), "use a host with more RAM, or a layout needing fewer tools")
 	} else {
-		add("memory", "ok", fmt.Sprintf("needs about %d MiB, host has %d MiB", need>>20, res.MemTotal>>20), "")
+		p.add("memory", "ok", fmt.Sprintf("needs about %d MiB, host has %d MiB", need>>20, res.MemTotal>>20), "")
 	}
 	// Assembling holds the image in tmpfs and, once loaded, the kernel's copy.
 	if res.MemAvailable > 0 && res.MemAvailable < 2*img.Size+64<<20 {
-		add("available memory", "warn", fmt.Sprintf("%d MiB available; assembling and loading needs about %d MiB", res.MemAvailable>>20, (2*img.Size+64<<20)>>20), "stop memory-hungry services first")
+		p.add("available memory", "warn", fmt.Sprintf("%d MiB available; assembling and loading needs about %d MiB", res.MemAvailable>>20, (2*img.Size+64<<20)>>20), "stop memory-hungry services first")
 	}
 	dir, free := chooseWorkDir(req.WorkDir, img.Size)
 	res.WorkDir = dir
 	if dir == "" {
-		add("work space", "fail", fmt.Sprintf("no directory with %.0f MiB free among %s", mib(img.Size*5/4), strings.Join(workDirCandidates(req.WorkDir), ", ")), "free space in /run or /var/tmp")
+		p.add("work space", "fail", fmt.Sprintf("no directory with %.0f MiB free among %s", mib(img.Size*5/4), strings.Join(workDirCandidates(req.WorkDir), ", ")), "free space in /run or /var/tmp")
 	} else {
-		add("work space", "ok", fmt.Sprintf("%s (%d MiB free)", dir, free>>20), "")
+		p.add("work space", "ok", fmt.Sprintf("%s (%d MiB free)", dir, free>>20), "")
 	}
-	res.OK = allPass(res.Checks)
-	return res
 }
 
 func orNo(v string) string {
@@ -233,27 +253,6 @@ func failures(cs []Check) string {
 		}
 	}
 	return strings.Join(out, "; ")
-}
-
-func meminfo() (total, avail int64) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "MemTotal:":
-			total = v << 10
-		case "MemAvailable:":
-			avail = v << 10
-		}
-	}
-	return total, avail
 }
 
 func workDirCandidates(want string) []string {

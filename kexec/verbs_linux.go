@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nivis/nivis/initramfs"
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/facts"
 )
 
 // Handlers are the agent verbs this package serves.
@@ -24,8 +24,15 @@ func Handlers() []agent.Handler {
 	}
 }
 
+// gatherFacts takes the host's snapshot; tests point it at a fake tree.
+var gatherFacts = facts.Gather
+
 func preflightVerb(ctx context.Context, req *PrepareRequest, ev *agent.Emitter) (*PreflightResult, error) {
-	return Preflight(*req), nil
+	f, err := gatherFacts(ctx)
+	if err != nil {
+		return nil, exitcode.Wrap(exitcode.Precondition, err)
+	}
+	return Preflight(*req, f), nil
 }
 
 // prepareVerb checks, captures the host, assembles the rescue initrd and
@@ -34,7 +41,11 @@ func preflightVerb(ctx context.Context, req *PrepareRequest, ev *agent.Emitter) 
 func prepareVerb(ctx context.Context, reqp *PrepareRequest, ev *agent.Emitter) (*PrepareResult, error) {
 	req := *reqp
 	ev.Step("preflight", "checking that this host can kexec")
-	pf := Preflight(req)
+	f, err := gatherFacts(ctx)
+	if err != nil {
+		return nil, exitcode.Wrap(exitcode.Precondition, err)
+	}
+	pf := Preflight(req, f)
 	for _, c := range pf.Checks {
 		if c.Status != "ok" {
 			ev.Logf(map[string]string{"warn": "warning", "fail": "error"}[c.Status], "preflight %s: %s", c.Name, c.Detail)
@@ -54,14 +65,14 @@ func prepareVerb(ctx context.Context, reqp *PrepareRequest, ev *agent.Emitter) (
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, exitcode.Wrap(exitcode.Precondition, err)
 	}
-	current, _ := os.ReadFile("/proc/cmdline")
+	current := f.Kernel.Cmdline
 	logf := func(format string, args ...any) { ev.Logf("info", format, args...) }
 
 	if req.Initrd != "" {
 		res.Initrd = req.Initrd
 		res.Cmdline = req.Append
 		if res.Cmdline == "" {
-			res.Cmdline = strings.TrimSpace(string(current))
+			res.Cmdline = current
 		}
 	} else {
 		ev.Step("capture", "reading the host's network, SSH keys and identity")
@@ -69,7 +80,7 @@ func prepareVerb(ctx context.Context, reqp *PrepareRequest, ev *agent.Emitter) (
 		if req.SSHPort != 0 {
 			ports = []int{req.SSHPort}
 		}
-		captured, err := initramfs.Capture(initramfs.CaptureOptions{
+		captured, err := initramfs.Capture(f, initramfs.CaptureOptions{
 			LoginUser:     req.LoginUser,
 			ExtraKeys:     req.AuthorizedKeys,
 			SSHPorts:      ports,
@@ -109,16 +120,15 @@ func prepareVerb(ctx context.Context, reqp *PrepareRequest, ev *agent.Emitter) (
 			res.HostKeys = append(res.HostKeys, k)
 		}
 		res.Initrd = img.Path
-		res.Cmdline = Cmdline(string(current), append(append([]string{}, RescueParams...), req.Append)...)
+		res.Cmdline = Cmdline(current, append(append([]string{}, RescueParams...), req.Append)...)
 		ev.Logf("info", "rescue initrd: %.1f MiB (%s), %.1f MiB unpacked, built in %.1fs", mib(img.Size), img.Compression, mib(img.Unpacked), res.AssembleSeconds)
 	}
 	if res.BootID == "" {
-		b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-		res.BootID = strings.TrimSpace(string(b))
+		res.BootID = f.BootID
 	}
 
 	ev.Step("load", "loading the kernel and initrd")
-	method, err := Load(res.Kernel, res.Initrd, res.Cmdline, dir, logf)
+	method, err := load(HostStateOf(f), res.Kernel, res.Initrd, res.Cmdline, dir, logf)
 	if err != nil {
 		return nil, exitcode.Wrap(exitcode.Precondition, err)
 	}

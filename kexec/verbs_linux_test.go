@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -95,12 +96,16 @@ func TestPreflightOnThisMachine(t *testing.T) {
 }
 
 // TestPrepareRefusesWhenPreflightFails: a host that cannot kexec is told
-// why, with the precondition exit code, and nothing is assembled.
+// why, with the precondition exit code and the fix, and nothing is
+// assembled. The host is a fake tree with kexec_load_disabled=1 under
+// Secure Boot and lockdown.
 func TestPrepareRefusesWhenPreflightFails(t *testing.T) {
-	pf := Preflight(PrepareRequest{})
-	if pf.OK {
-		t.Skip("this machine passes preflight; the refusal is proven in the VM tests (kexec_load_disabled=1)")
-	}
+	root := fakeHost(t, map[string]string{
+		"sys/firmware/efi/efivars/SecureBoot-" + efiGlobalGUID: secureBootOn,
+		"sys/kernel/security/lockdown":                         "none [integrity] confidentiality\n",
+		"proc/sys/kernel/kexec_load_disabled":                  "1\n",
+	})
+	useFakeHost(t, root)
 	dir := t.TempDir()
 	_, msgs, err := serve(t, VerbPrepare.Name, PrepareRequest{WorkDir: dir})
 	if err == nil {
@@ -110,7 +115,17 @@ func TestPrepareRefusesWhenPreflightFails(t *testing.T) {
 		t.Errorf("exit code %v, want precondition", exitcode.Of(err))
 	}
 	last := msgs[len(msgs)-1]
-	if last.Type != "error" || !strings.Contains(last.Error, "cannot be kexec'd") || !strings.Contains(last.Error, "fix:") {
+	if last.Type != "error" || !strings.Contains(last.Error, "cannot be kexec'd") || !strings.Contains(last.Error, "fix: "+fixDisabled) {
 		t.Errorf("last message %+v", last)
+	}
+	warned := false
+	for _, m := range msgs {
+		warned = warned || m.Event != nil && strings.Contains(m.Event.Message, "preflight lockdown") && strings.Contains(m.Event.Message, "Secure Boot: true")
+	}
+	if !warned {
+		t.Errorf("no lockdown warning naming Secure Boot in %+v", msgs)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the work dir is not empty: %v", entries)
 	}
 }

@@ -3,11 +3,9 @@
 package rescue
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -55,16 +53,11 @@ func missingMounts(want []mountOp, mounted map[string]string) []mountOp {
 
 // parseMountinfo maps mount points to filesystem types.
 func parseMountinfo(r io.Reader) map[string]string {
+	data, _ := io.ReadAll(r)
+	ms, _ := mountinfo.Parse(data) // a malformed line only costs that line
 	out := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 1 {
-			continue
-		}
-		out[mountinfo.Unescape(f[4])] = g[0]
+	for _, m := range ms {
+		out[m.Mountpoint] = m.FSType
 	}
 	return out
 }

@@ -155,7 +155,40 @@ func isHardwareKind(kind string) bool {
 // now. Hardware links are matched by MAC, never by name. Pure: no system
 // access, so every branch is tested.
 func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
-	p := NetPlan{Names: map[string]string{}}
+	pl := &netPlanner{n: n, p: NetPlan{Names: map[string]string{}}, matched: map[string]bool{}}
+	hardware := pl.matchHardware(present)
+	virtOps, enslaved := pl.planVirtuals()
+	pl.linksUp(hardware, enslaved)
+	pl.p.Ops = append(pl.p.Ops, virtOps...)
+	dhcpLinks := pl.staticAddrs()
+	now, afterDHCP, dhcpFallbackRoutes := pl.routes(dhcpLinks)
+	pl.p.Ops = append(pl.p.Ops, sortRoutes(now)...)
+	pl.dhcp(dhcpLinks, dhcpFallbackRoutes, present)
+	pl.p.Ops = append(pl.p.Ops, sortRoutes(afterDHCP)...)
+
+	// 6. DNS, without loopback stubs (systemd-resolved is not here).
+	var ns []string
+	for _, s := range n.DNS.Nameservers {
+		if ip := net.ParseIP(s); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+			ns = append(ns, s)
+		}
+	}
+	pl.p.Ops = append(pl.p.Ops, NetOp{Kind: OpDNS, Nameservers: ns, Search: n.DNS.Search})
+	return pl.p
+}
+
+// netPlanner builds one NetPlan, step by step.
+type netPlanner struct {
+	n carry.Network
+	p NetPlan
+	// matched are the present names that belong to a carried link.
+	matched map[string]bool
+}
+
+// matchHardware finds the carried hardware links by MAC and renames them
+// back (step 1); it returns the ones found.
+func (pl *netPlanner) matchHardware(present []PresentLink) []carry.Interface {
+	p := &pl.p
 	byMAC := map[string]PresentLink{}
 	presentNames := map[string]bool{}
 	for _, l := range present {
@@ -166,12 +199,9 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 			}
 		}
 	}
-	matched := map[string]bool{} // present names that belong to a carried link
-
-	// 1. Hardware links by MAC.
 	var renames [][2]string
 	var hardware []carry.Interface
-	for _, it := range n.Interfaces {
+	for _, it := range pl.n.Interfaces {
 		if it.Name == "lo" || !isHardwareKind(it.Kind) {
 			continue
 		}
@@ -180,13 +210,13 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 			continue
 		}
 		l, ok := byMAC[strings.ToLower(it.MAC)]
-		if !ok || matched[l.Name] {
+		if !ok || pl.matched[l.Name] {
 			if it.Up || len(it.Addrs) > 0 {
 				p.Skipped = append(p.Skipped, fmt.Sprintf("%s (%s): no link with this MAC after kexec (driver module missing from the image?)", it.Name, it.MAC))
 			}
 			continue
 		}
-		matched[l.Name] = true
+		pl.matched[l.Name] = true
 		p.Names[it.Name] = l.Name
 		if l.Name != it.Name {
 			renames = append(renames, [2]string{l.Name, it.Name})
@@ -194,11 +224,16 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 		hardware = append(hardware, it)
 	}
 	p.Ops = append(p.Ops, planRenames(renames, presentNames, p.Names)...)
+	return hardware
+}
 
-	// 2. Virtual links that nivis recreates, in dependency order: bonds
-	// and bridges over hardware, vlans over anything, bridges over those.
+// planVirtuals plans the virtual links that nivis recreates, in dependency
+// order: bonds and bridges over hardware, vlans over anything, bridges over
+// those (step 2). It returns their steps and the links they enslave.
+func (pl *netPlanner) planVirtuals() ([]NetOp, map[string]bool) {
+	p := &pl.p
 	var virtual []carry.Interface
-	for _, it := range n.Interfaces {
+	for _, it := range pl.n.Interfaces {
 		switch it.Kind {
 		case "bond", "bridge", "vlan":
 			virtual = append(virtual, it)
@@ -237,9 +272,14 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 	for _, it := range virtual {
 		p.Skipped = append(p.Skipped, fmt.Sprintf("%s: its %s members or parent are not present", it.Name, it.Kind))
 	}
+	return virtOps, enslaved
+}
 
-	// IPv6 autoconfiguration before any link comes up.
-	for _, it := range n.Interfaces {
+// linksUp switches on IPv6 autoconfiguration before any link comes up,
+// then brings up the hardware links that were in use.
+func (pl *netPlanner) linksUp(hardware []carry.Interface, enslaved map[string]bool) {
+	p := &pl.p
+	for _, it := range pl.n.Interfaces {
 		name, ok := p.Names[it.Name]
 		if !ok || !hasDynamic(it, 6) {
 			continue
@@ -258,11 +298,14 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 		}
 		p.Ops = append(p.Ops, NetOp{Kind: OpLinkUp, Link: name, MTU: it.MTU, Carried: true})
 	}
-	p.Ops = append(p.Ops, virtOps...)
+}
 
-	// 3. Static addresses.
+// staticAddrs sets back the static addresses (step 3) and returns the
+// links that had a dynamic IPv4 address.
+func (pl *netPlanner) staticAddrs() map[string]bool {
+	p := &pl.p
 	dhcpLinks := map[string]bool{}
-	for _, it := range n.Interfaces {
+	for _, it := range pl.n.Interfaces {
 		name, ok := p.Names[it.Name]
 		if !ok {
 			continue
@@ -285,11 +328,15 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 			p.Ops = append(p.Ops, NetOp{Kind: OpAddr, Link: name, CIDR: a.CIDR})
 		}
 	}
+	return dhcpLinks
+}
 
-	// 4. Routes: on static links now, on DHCP links after the lease.
-	var now, afterDHCP []NetOp
-	dhcpFallbackRoutes := map[string][]NetOp{}
-	for _, r := range n.Routes {
+// routes sorts the carried routes (step 4): on static links now, on DHCP
+// links after the lease, and the DHCP routes as the lease's fallback.
+func (pl *netPlanner) routes(dhcpLinks map[string]bool) (now, afterDHCP []NetOp, dhcpFallback map[string][]NetOp) {
+	p := &pl.p
+	dhcpFallback = map[string][]NetOp{}
+	for _, r := range pl.n.Routes {
 		if r.Proto == "kernel" || r.Proto == "ra" {
 			continue // the kernel and router advertisements recreate these
 		}
@@ -306,19 +353,22 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 		op := NetOp{Kind: OpRoute, Link: name, Route: &rr}
 		switch {
 		case dhcpLinks[name] && r.Proto == "dhcp":
-			dhcpFallbackRoutes[name] = append(dhcpFallbackRoutes[name], op)
+			dhcpFallback[name] = append(dhcpFallback[name], op)
 		case dhcpLinks[name]:
 			afterDHCP = append(afterDHCP, op)
 		default:
 			now = append(now, op)
 		}
 	}
-	p.Ops = append(p.Ops, sortRoutes(now)...)
+	return now, afterDHCP, dhcpFallback
+}
 
-	// 5. DHCP: the carried links with a dynamic address, then hardware
-	// links nobody configured before (a lifeline when the carried links
-	// were not found).
-	for _, it := range n.Interfaces {
+// dhcp asks for leases (step 5): on the carried links with a dynamic
+// address, then on hardware links nobody configured before (a lifeline
+// when the carried links were not found).
+func (pl *netPlanner) dhcp(dhcpLinks map[string]bool, fallbackRoutes map[string][]NetOp, present []PresentLink) {
+	p := &pl.p
+	for _, it := range pl.n.Interfaces {
 		name, ok := p.Names[it.Name]
 		if !ok || !dhcpLinks[name] {
 			continue
@@ -330,13 +380,13 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 				op.Fallback = append(op.Fallback, NetOp{Kind: OpAddr, Link: name, CIDR: a.CIDR})
 			}
 		}
-		op.Fallback = append(op.Fallback, sortRoutes(dhcpFallbackRoutes[name])...)
-		op.RouteMetric = dhcpDefaultMetric(n.Routes, it.Name)
+		op.Fallback = append(op.Fallback, sortRoutes(fallbackRoutes[name])...)
+		op.RouteMetric = dhcpDefaultMetric(pl.n.Routes, it.Name)
 		p.Ops = append(p.Ops, op)
 	}
 	var unknown []string
 	for _, l := range present {
-		if l.Name == "lo" || matched[l.Name] || !isHardwareKind(l.Kind) || l.MAC == "" {
+		if l.Name == "lo" || pl.matched[l.Name] || !isHardwareKind(l.Kind) || l.MAC == "" {
 			continue
 		}
 		unknown = append(unknown, l.Name)
@@ -347,17 +397,6 @@ func PlanNetwork(n carry.Network, present []PresentLink) NetPlan {
 			NetOp{Kind: OpLinkUp, Link: name},
 			NetOp{Kind: OpDHCP4, Link: name, RouteMetric: fallbackMetric})
 	}
-	p.Ops = append(p.Ops, sortRoutes(afterDHCP)...)
-
-	// 6. DNS, without loopback stubs (systemd-resolved is not here).
-	var ns []string
-	for _, s := range n.DNS.Nameservers {
-		if ip := net.ParseIP(s); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
-			ns = append(ns, s)
-		}
-	}
-	p.Ops = append(p.Ops, NetOp{Kind: OpDNS, Nameservers: ns, Search: n.DNS.Search})
-	return p
 }
 
 // planRenames renames links to their old names and updates names to the

@@ -88,23 +88,17 @@ func releaseDisks() (problems []string) {
 		}
 		f.Close()
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return append(problems, err.Error())
 	}
+	ms, _ := mountinfo.Parse(data) // a malformed line only costs that line
 	var targets []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(pf) < 5 || len(qf) < 2 {
-			continue
-		}
-		if strings.HasPrefix(qf[1], "/dev/") {
-			targets = append(targets, mountinfo.Unescape(pf[4]))
+	for _, m := range ms {
+		if strings.HasPrefix(m.Source, "/dev/") {
+			targets = append(targets, m.Mountpoint)
 		}
 	}
-	f.Close()
 	sort.Slice(targets, func(i, j int) bool { return len(targets[i]) > len(targets[j]) })
 	for _, t := range targets {
 		if err := unix.Unmount(t, 0); err != nil {

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nivis/nivis/disko"
+	"github.com/nivis/nivis/initramfs"
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/takeover/install"
 )
@@ -209,10 +210,9 @@ func (h *HostConfig) Features() []string {
 		}
 	}
 	walk(v)
-	known := map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true, "btrfs": true, "vfat": true, "f2fs": true, "swap": true, "luks": true, "lvm": true, "mdadm": true}
 	var out []string
 	for f := range set {
-		if known[f] {
+		if initramfs.IsFeature(f) {
 			out = append(out, f)
 		}
 	}

@@ -59,7 +59,16 @@ type Facts struct {
 
 	// Warnings name each part that could not be read, and why.
 	Warnings []string `json:"warnings,omitempty"`
+
+	// networkErr is the first failure reading Network (not sent: only the
+	// gatherer's own process sees it).
+	networkErr error
 }
+
+// NetworkError is the first failure reading the network when this snapshot
+// was gathered in this process; nil when Network is complete (or the
+// snapshot came over the wire). The carry-over refuses an incomplete one.
+func (f *Facts) NetworkError() error { return f.networkErr }
 
 // OSRelease is the part of /etc/os-release (or /usr/lib/os-release) nivis uses.
 type OSRelease struct {

@@ -237,3 +237,22 @@ func kernelRelease(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// TestGatherBoot reads only the kexec-relevant state, below its root.
+func TestGatherBoot(t *testing.T) {
+	f := GatherBoot(fakeRoot(t, map[string]string{
+		"sys/firmware/efi/efivars/" + secureBootVar: "\x06\x00\x00\x00\x01",
+		"sys/kernel/security/lockdown":              "none integrity [confidentiality]\n",
+		"proc/sys/kernel/kexec_load_disabled":       "1\n",
+		".dockerenv":                                "",
+	}, nil))
+	if f.Boot.Firmware != "uefi" || f.Boot.SecureBoot != "enabled" || f.Boot.Lockdown != "confidentiality" {
+		t.Errorf("boot: %+v", f.Boot)
+	}
+	if f.Kexec.LoadDisabled == nil || !*f.Kexec.LoadDisabled || f.Virtualization.Container != "docker" || !f.Virtualization.IsContainer {
+		t.Errorf("kexec %+v virtualization %+v", f.Kexec, f.Virtualization)
+	}
+	if f.Hostname != "" || f.Disks != nil {
+		t.Errorf("GatherBoot read more than it should: %+v", f)
+	}
+}

@@ -36,8 +36,28 @@ var Tools = []string{"mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "mkfs.vfat", "mkswap
 // Gather reads the facts of the machine it runs on. It never fails: what it
 // cannot read is named in Facts.Warnings.
 func Gather(ctx context.Context) (*Facts, error) {
-	g := &gatherer{root: "/"}
-	return g.gather(ctx), nil
+	return GatherRoot(ctx, "/"), nil
+}
+
+// GatherRoot is Gather with every file read below root, so tests can point
+// it at a fake tree (uname, the hostname, netlink and D-Bus still answer
+// for the machine it runs on).
+func GatherRoot(ctx context.Context, root string) *Facts {
+	g := &gatherer{root: root}
+	return g.gather(ctx)
+}
+
+// GatherBoot reads below root only what decides whether and how kexec can
+// work: firmware, Secure Boot, lockdown, kexec_load_disabled and container.
+// It is for kexec's load and reboot, which need it without a whole Gather.
+func GatherBoot(root string) *Facts {
+	g := &gatherer{root: root, f: &Facts{SchemaVersion: SchemaVersion, Tools: map[string]string{}}}
+	g.boot()
+	g.kexecDisabled()
+	v := &g.f.Virtualization
+	v.Container, v.ContainerHints = g.detectContainer()
+	v.IsContainer = v.Container != ""
+	return g.f
 }
 
 // gatherer reads files below root ("/" except in tests that build a fake
@@ -200,14 +220,19 @@ func (g *gatherer) kernel() {
 		f.Kernel.Config = parseKernelConfig(data)
 		break
 	}
-	if b, ok := g.read("/proc/sys/kernel/kexec_load_disabled"); ok {
-		v := strings.TrimSpace(string(b)) != "0"
-		f.Kexec.LoadDisabled = &v
-	}
+	g.kexecDisabled()
 	if cfg := f.Kernel.Config; f.Kernel.ConfigSource != "" {
 		kl, kf, sf := cfg["CONFIG_KEXEC"] == "y", cfg["CONFIG_KEXEC_FILE"] == "y", cfg["CONFIG_KEXEC_SIG_FORCE"] == "y"
 		f.Kexec.KexecLoad, f.Kexec.KexecFileLoad, f.Kexec.SigForce = &kl, &kf, &sf
 		f.Kexec.InitrdCompressions = initrdCompressions(cfg)
+	}
+}
+
+// kexecDisabled reads the sysctl that, once 1, blocks kexec until reboot.
+func (g *gatherer) kexecDisabled() {
+	if b, ok := g.read("/proc/sys/kernel/kexec_load_disabled"); ok {
+		v := strings.TrimSpace(string(b)) != "0"
+		g.f.Kexec.LoadDisabled = &v
 	}
 }
 

@@ -4,6 +4,7 @@ package facts
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,7 +25,7 @@ func (g *gatherer) network() {
 	n.Routes = []Route{}
 	links, err := retryDump(netlink.LinkList)
 	if err != nil {
-		g.warnf("network: list links: %v", err)
+		g.networkFailed("network: list links: %v", err)
 	}
 	names := map[int]string{}
 	for _, l := range links {
@@ -65,7 +66,7 @@ func (g *gatherer) network() {
 		sort.Strings(it.Slaves)
 		addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
-			g.warnf("network: addresses of %s: %v", a.Name, err)
+			g.networkFailed("network: addresses of %s: %v", a.Name, err)
 		}
 		for _, ad := range addrs {
 			if ad.IPNet == nil {
@@ -93,13 +94,21 @@ func (g *gatherer) network() {
 			return netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 		})
 		if err != nil {
-			g.warnf("network: routes (family %d): %v", fam, err)
+			g.networkFailed("network: routes (family %d): %v", fam, err)
 		}
 		for _, r := range routes {
 			n.Routes = append(n.Routes, convertRoute(r, fam, names))
 		}
 	}
 	n.DNS = g.dns()
+}
+
+// networkFailed warns, and keeps the first failure for Facts.NetworkError.
+func (g *gatherer) networkFailed(format string, args ...any) {
+	g.warnf(format, args...)
+	if g.f.networkErr == nil {
+		g.f.networkErr = fmt.Errorf(format, args...)
+	}
 }
 
 // retryDump repeats a netlink dump the kernel interrupted because the

@@ -99,53 +99,8 @@ func memoryFrom(m map[string]uint64) Memory {
 	}
 }
 
-// mountinfoEntry is one line of /proc/PID/mountinfo (proc(5)).
-type mountinfoEntry struct {
-	ID, Parent int
-	DevNum     string // major:minor of st_dev
-	Root       string
-	Mountpoint string
-	Options    string
-	FSType     string
-	Source     string
-	SuperOpts  string
-}
-
-// parseMountinfo parses mountinfo; octal escapes (\040) are decoded.
-func parseMountinfo(data []byte) ([]mountinfoEntry, error) {
-	var out []mountinfoEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Text()
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		pre, post, ok := strings.Cut(line, " - ")
-		f := strings.Fields(pre)
-		g := strings.Fields(post)
-		if !ok || len(f) < 6 || len(g) < 2 {
-			return out, fmt.Errorf("mountinfo line %d: malformed: %q", n, line)
-		}
-		id, err1 := strconv.Atoi(f[0])
-		parent, err2 := strconv.Atoi(f[1])
-		if err1 != nil || err2 != nil {
-			return out, fmt.Errorf("mountinfo line %d: bad mount id: %q", n, line)
-		}
-		e := mountinfoEntry{
-			ID: id, Parent: parent, DevNum: f[2],
-			Root: mountinfo.Unescape(f[3]), Mountpoint: mountinfo.Unescape(f[4]), Options: f[5],
-			FSType: g[0], Source: mountinfo.Unescape(g[1]),
-		}
-		if len(g) > 2 {
-			e.SuperOpts = g[2]
-		}
-		out = append(out, e)
-	}
-	return out, sc.Err()
-}
+// parseMountinfo is the one mountinfo parser (internal/mountinfo).
+var parseMountinfo = mountinfo.Parse
 
 // parseResolvConf reads nameserver, search/domain and options lines.
 func parseResolvConf(data []byte) ResolvConf {

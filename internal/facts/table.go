@@ -14,44 +14,61 @@ import (
 // scripts use the JSON.
 func (f *Facts) WriteTable(out io.Writer) error {
 	w := &errWriter{w: out}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(k string, v any) { fmt.Fprintf(tw, "  %s\t%v\n", k, v) }
-	section := func(name string) { fmt.Fprintf(tw, "%s\n", name) }
+	t := newTable(w)
+	f.writeSystem(t)
+	f.writeBoot(t)
+	t.section("Memory")
+	t.row("total", humanBytes(f.Memory.TotalBytes))
+	t.row("available", humanBytes(f.Memory.AvailableBytes))
+	t.row("swap", fmt.Sprintf("%s (%s free)", humanBytes(f.Memory.SwapTotalBytes), humanBytes(f.Memory.SwapFreeBytes)))
+	t.tw.Flush()
 
-	section("System")
-	row("hostname", orDash(f.Hostname))
+	fmt.Fprintln(w, "Disks")
+	f.writeDisks(newTable(w))
+	fmt.Fprintln(w, "Network")
+	f.writeNetwork(newTable(w))
+	fmt.Fprintln(w, "SSH")
+	f.writeSSH(newTable(w))
+
+	if len(f.Warnings) > 0 {
+		fmt.Fprintln(w, "Warnings")
+		for _, s := range f.Warnings {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	return w.err
+}
+
+// table is one block of aligned columns.
+type table struct{ tw *tabwriter.Writer }
+
+func newTable(w io.Writer) table { return table{tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)} }
+
+func (t table) row(k string, v any) { fmt.Fprintf(t.tw, "  %s\t%v\n", k, v) }
+func (t table) section(name string) { fmt.Fprintf(t.tw, "%s\n", name) }
+
+func (f *Facts) writeSystem(t table) {
+	t.section("System")
+	t.row("hostname", orDash(f.Hostname))
 	osName := f.OS.PrettyName
 	if osName == "" {
 		osName = strings.TrimSpace(f.OS.ID + " " + f.OS.VersionID)
 	}
-	row("os", orDash(osName))
+	t.row("os", orDash(osName))
 	if f.OS.VariantID != "" {
-		row("variant", f.OS.VariantID)
+		t.row("variant", f.OS.VariantID)
 	}
-	row("arch", fmt.Sprintf("%s (%s)", orDash(f.Arch), orDash(f.Machine)))
-	row("kernel", orDash(f.Kernel.Release))
-	row("cpus", f.CPUs)
-	row("machine id", orDash(f.MachineID))
-	row("boot id", orDash(f.BootID))
+	t.row("arch", fmt.Sprintf("%s (%s)", orDash(f.Arch), orDash(f.Machine)))
+	t.row("kernel", orDash(f.Kernel.Release))
+	t.row("cpus", f.CPUs)
+	t.row("machine id", orDash(f.MachineID))
+	t.row("boot id", orDash(f.BootID))
 	initText := orDash(f.Init.Name)
 	if f.Init.SystemdVersion != "" {
 		initText += " " + f.Init.SystemdVersion
 	}
-	row("init", initText)
-	virt := "none"
-	switch {
-	case f.Virtualization.IsContainer:
-		virt = "container: " + f.Virtualization.Container
-		if len(f.Virtualization.ContainerHints) > 0 {
-			virt += " [" + strings.Join(f.Virtualization.ContainerHints, "; ") + "]"
-		}
-	case f.Virtualization.VM != "":
-		virt = "vm: " + f.Virtualization.VM
-	}
-	if s := strings.TrimSpace(f.Virtualization.SysVendor + " " + f.Virtualization.ProductName); s != "" {
-		virt += " (" + s + ")"
-	}
-	row("virtualization", virt)
+	t.row("init", initText)
+	t.row("virtualization", virtText(f.Virtualization))
 	who := fmt.Sprintf("%s (uid %d)", orDash(f.Privilege.User), f.Privilege.UID)
 	var esc []string
 	if f.Privilege.Sudo != "" {
@@ -63,27 +80,46 @@ func (f *Facts) WriteTable(out io.Writer) error {
 	if len(esc) > 0 {
 		who += ", has " + strings.Join(esc, ", ")
 	}
-	row("agent runs as", who)
-	row("nivis rescue", yesNo(f.NivisRescue))
-	row("installer", yesNo(f.IsInstaller))
-	row("tools", toolList(f.Tools))
+	t.row("agent runs as", who)
+	t.row("nivis rescue", yesNo(f.NivisRescue))
+	t.row("installer", yesNo(f.IsInstaller))
+	t.row("tools", toolList(f.Tools))
+}
 
-	section("Boot/kexec")
-	row("firmware", orDash(f.Boot.Firmware))
-	row("secure boot", orDash(f.Boot.SecureBoot))
-	row("lockdown", orUnknown(f.Boot.Lockdown))
-	row("kexec_load_disabled", triState(f.Kexec.LoadDisabled))
-	row("kexec_load syscall", triState(f.Kexec.KexecLoad))
-	row("kexec_file_load syscall", triState(f.Kexec.KexecFileLoad))
+func virtText(v Virtualization) string {
+	virt := "none"
+	switch {
+	case v.IsContainer:
+		virt = "container: " + v.Container
+		if len(v.ContainerHints) > 0 {
+			virt += " [" + strings.Join(v.ContainerHints, "; ") + "]"
+		}
+	case v.VM != "":
+		virt = "vm: " + v.VM
+	}
+	if s := strings.TrimSpace(v.SysVendor + " " + v.ProductName); s != "" {
+		virt += " (" + s + ")"
+	}
+	return virt
+}
+
+func (f *Facts) writeBoot(t table) {
+	t.section("Boot/kexec")
+	t.row("firmware", orDash(f.Boot.Firmware))
+	t.row("secure boot", orDash(f.Boot.SecureBoot))
+	t.row("lockdown", orUnknown(f.Boot.Lockdown))
+	t.row("kexec_load_disabled", triState(f.Kexec.LoadDisabled))
+	t.row("kexec_load syscall", triState(f.Kexec.KexecLoad))
+	t.row("kexec_file_load syscall", triState(f.Kexec.KexecFileLoad))
 	if f.Kexec.SigForce != nil && *f.Kexec.SigForce {
-		row("kexec signature", "required")
+		t.row("kexec signature", "required")
 	}
 	if f.Kexec.InitrdCompressions == nil {
-		row("initrd compressions", "unknown")
+		t.row("initrd compressions", "unknown")
 	} else {
-		row("initrd compressions", orDash(strings.Join(f.Kexec.InitrdCompressions, ", ")))
+		t.row("initrd compressions", orDash(strings.Join(f.Kexec.InitrdCompressions, ", ")))
 	}
-	row("kernel config", orUnknown(f.Kernel.ConfigSource))
+	t.row("kernel config", orUnknown(f.Kernel.ConfigSource))
 	img := "not found"
 	if f.Kernel.Image != "" {
 		img = f.Kernel.Image
@@ -93,17 +129,12 @@ func (f *Facts) WriteTable(out io.Writer) error {
 			img += " (NOT readable)"
 		}
 	}
-	row("kernel image", img)
-	row("cmdline", orDash(f.Kernel.Cmdline))
+	t.row("kernel image", img)
+	t.row("cmdline", orDash(f.Kernel.Cmdline))
+}
 
-	section("Memory")
-	row("total", humanBytes(f.Memory.TotalBytes))
-	row("available", humanBytes(f.Memory.AvailableBytes))
-	row("swap", fmt.Sprintf("%s (%s free)", humanBytes(f.Memory.SwapTotalBytes), humanBytes(f.Memory.SwapFreeBytes)))
-	tw.Flush()
-
-	fmt.Fprintln(w, "Disks")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+func (f *Facts) writeDisks(t table) {
+	tw := t.tw
 	fmt.Fprintln(tw, "  DEVICE\tSIZE\tKIND\tMODEL\tSERIAL\tUSE")
 	for _, d := range f.Disks {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.Path, humanBytes(d.SizeBytes), diskKind(d), orDash(d.Model), orDash(d.Serial), usageText(d.Usage))
@@ -124,31 +155,12 @@ func (f *Facts) WriteTable(out io.Writer) error {
 		}
 	}
 	tw.Flush()
+}
 
-	fmt.Fprintln(w, "Network")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+func (f *Facts) writeNetwork(t table) {
+	tw := t.tw
 	for _, it := range f.Network.Interfaces {
-		desc := []string{it.Kind}
-		if it.MAC != "" {
-			desc = append(desc, it.MAC)
-		}
-		desc = append(desc, "mtu "+strconv.Itoa(it.MTU), it.OperState)
-		if it.Driver != "" {
-			desc = append(desc, "driver "+it.Driver)
-		}
-		if it.VLANID != 0 {
-			desc = append(desc, fmt.Sprintf("vlan %d on %s", it.VLANID, it.Parent))
-		}
-		if it.BondMode != "" {
-			desc = append(desc, "mode "+it.BondMode)
-		}
-		if it.Master != "" {
-			desc = append(desc, "master "+it.Master)
-		}
-		if len(it.Slaves) > 0 {
-			desc = append(desc, "slaves "+strings.Join(it.Slaves, ","))
-		}
-		fmt.Fprintf(tw, "  %s\t%s\n", it.Name, strings.Join(desc, ", "))
+		fmt.Fprintf(tw, "  %s\t%s\n", it.Name, ifaceText(it))
 		for _, a := range it.Addresses {
 			kind := "static"
 			if a.Dynamic {
@@ -158,37 +170,65 @@ func (f *Facts) WriteTable(out io.Writer) error {
 		}
 	}
 	for _, r := range f.Network.Routes {
-		s := r.Dst
-		if r.Gateway != "" {
-			s += " via " + r.Gateway
-		}
-		if r.Dev != "" {
-			s += " dev " + r.Dev
-		}
-		if r.OnLink {
-			s += " onlink"
-		}
-		if r.Metric != 0 {
-			s += " metric " + strconv.Itoa(r.Metric)
-		}
-		if r.Type != "" {
-			s = r.Type + " " + s
-		}
-		for _, nh := range r.Nexthops {
-			s += fmt.Sprintf(" nexthop via %s dev %s", nh.Gateway, nh.Dev)
-		}
-		fmt.Fprintf(tw, "  route v%d\t%s\n", r.Family, s)
+		fmt.Fprintf(tw, "  route v%d\t%s\n", r.Family, routeText(r))
 	}
 	fmt.Fprintf(tw, "  dns\t%s\n", orDash(strings.Join(f.Network.DNS.Nameservers, " ")))
 	if len(f.Network.DNS.Search) > 0 {
 		fmt.Fprintf(tw, "  search\t%s\n", strings.Join(f.Network.DNS.Search, " "))
 	}
 	tw.Flush()
+}
 
-	fmt.Fprintln(w, "SSH")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row("ports", orDash(joinInts(f.SSH.Ports)))
-	row("configured ports", orDash(joinInts(f.SSH.ConfigPorts)))
+func ifaceText(it Interface) string {
+	desc := []string{it.Kind}
+	if it.MAC != "" {
+		desc = append(desc, it.MAC)
+	}
+	desc = append(desc, "mtu "+strconv.Itoa(it.MTU), it.OperState)
+	if it.Driver != "" {
+		desc = append(desc, "driver "+it.Driver)
+	}
+	if it.VLANID != 0 {
+		desc = append(desc, fmt.Sprintf("vlan %d on %s", it.VLANID, it.Parent))
+	}
+	if it.BondMode != "" {
+		desc = append(desc, "mode "+it.BondMode)
+	}
+	if it.Master != "" {
+		desc = append(desc, "master "+it.Master)
+	}
+	if len(it.Slaves) > 0 {
+		desc = append(desc, "slaves "+strings.Join(it.Slaves, ","))
+	}
+	return strings.Join(desc, ", ")
+}
+
+func routeText(r Route) string {
+	s := r.Dst
+	if r.Gateway != "" {
+		s += " via " + r.Gateway
+	}
+	if r.Dev != "" {
+		s += " dev " + r.Dev
+	}
+	if r.OnLink {
+		s += " onlink"
+	}
+	if r.Metric != 0 {
+		s += " metric " + strconv.Itoa(r.Metric)
+	}
+	if r.Type != "" {
+		s = r.Type + " " + s
+	}
+	for _, nh := range r.Nexthops {
+		s += fmt.Sprintf(" nexthop via %s dev %s", nh.Gateway, nh.Dev)
+	}
+	return s
+}
+
+func (f *Facts) writeSSH(t table) {
+	t.row("ports", orDash(joinInts(f.SSH.Ports)))
+	t.row("configured ports", orDash(joinInts(f.SSH.ConfigPorts)))
 	var ls []string
 	for _, l := range f.SSH.Listening {
 		s := net2str(l.Address, l.Port)
@@ -197,19 +237,11 @@ func (f *Facts) WriteTable(out io.Writer) error {
 		}
 		ls = append(ls, s)
 	}
-	row("listening tcp", orDash(strings.Join(ls, ", ")))
+	t.row("listening tcp", orDash(strings.Join(ls, ", ")))
 	for _, k := range f.SSH.HostKeys {
-		row("host key", k.Fingerprint+" "+k.Type)
+		t.row("host key", k.Fingerprint+" "+k.Type)
 	}
-	tw.Flush()
-
-	if len(f.Warnings) > 0 {
-		fmt.Fprintln(w, "Warnings")
-		for _, s := range f.Warnings {
-			fmt.Fprintf(w, "  %s\n", s)
-		}
-	}
-	return w.err
+	t.tw.Flush()
 }
 
 // errWriter keeps the first write error so WriteTable can return it once.

@@ -17,3 +17,14 @@ func TestUnescape(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSkipsMalformed: a bad line is the error, the good ones are kept.
+func TestParseSkipsMalformed(t *testing.T) {
+	data := "garbage\n" +
+		`27 1 0:25 / /mnt/with\040space rw - ext4 /dev/vda1 rw` + "\n" +
+		"x 1 0:2 / / rw - rootfs rootfs rw\n"
+	ms, err := Parse([]byte(data))
+	if err == nil || len(ms) != 1 || ms[0].Mountpoint != "/mnt/with space" || ms[0].Source != "/dev/vda1" || ms[0].ID != 27 {
+		t.Errorf("Parse = %+v, %v", ms, err)
+	}
+}
