@@ -293,7 +293,7 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 		if h.Root != "/" {
 			argv = append(argv, "--root="+h.Root)
 		}
-		_, err := h.Cmd.Run(ctx, append(argv, op.Path)...)
+		_, err := h.run(ctx, append(argv, op.Path)...)
 		return err
 	case OpResetFailed:
 		_ = h.Systemd.ResetFailed(ctx, op.Unit) // a unit that never failed has nothing to reset
@@ -513,9 +513,9 @@ func hasSwitch(p *Plan) bool {
 
 // diagnose collects what a person needs to see about a failed unit.
 func (h *Host) diagnose(ctx context.Context, unit string) (status, journal string) {
-	out, _ := h.Cmd.Run(ctx, "systemctl", "status", unit, "--no-pager", "--full", "--lines=0")
+	out, _ := h.run(ctx, "systemctl", "status", unit, "--no-pager", "--full", "--lines=0")
 	status = string(out)
-	out, _ = h.Cmd.Run(ctx, "journalctl", "-u", unit, "-n", "20", "--no-pager", "-o", "cat")
+	out, _ = h.run(ctx, "journalctl", "-u", unit, "-n", "20", "--no-pager", "-o", "cat")
 	journal = string(out)
 	return status, journal
 }

@@ -487,14 +487,23 @@ func (h *Host) startPending(ctx context.Context, gen, prev int, timeout time.Dur
 // startWatcherUnit runs `nivis agent sysmgr-confirm-wait` as a transient
 // systemd service, so it outlives the SSH session that started it.
 func (h *Host) startWatcherUnit(ctx context.Context, p *Pending) error {
-	exe, err := os.Executable()
+	argv, err := h.watcherArgv(p)
 	if err != nil {
 		return err
 	}
-	_, err = h.Cmd.Run(ctx, "systemd-run", "--unit="+p.Unit, "--collect", "--quiet",
-		"--description=nivis: roll back generation "+strconv.Itoa(p.Generation)+" unless confirmed",
-		"--setenv="+RootEnv+"="+h.Root, exe, "agent", VerbConfirmWait.Name)
+	_, err = h.run(ctx, argv...)
 	return err
+}
+
+// watcherArgv is the systemd-run call that starts the watcher of p.
+func (h *Host) watcherArgv(p *Pending) ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return []string{"systemd-run", "--unit=" + p.Unit, "--collect", "--quiet",
+		"--description=nivis: roll back generation " + strconv.Itoa(p.Generation) + " unless confirmed",
+		"--setenv=" + RootEnv + "=" + h.Root, exe, "agent", VerbConfirmWait.Name}, nil
 }
 
 // ConfirmWait is the watcher: it returns when the pending generation is
