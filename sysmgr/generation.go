@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nivis/nivis/internal/unitfile"
 )
 
 // Where things live on the host, relative to the Root option.
@@ -219,12 +221,12 @@ func Compile(b *Services) (*Compiled, error) {
 			}
 			fmt.Fprintf(h, "trigger %s %s %s %s %s\n", tp, ts, f.Mode, f.User, f.Group)
 		}
-		uf := ParseUnit(texts...)
+		uf := unitfile.Parse(texts...)
 		st.RestartIfChanged = uf.Bool("X-RestartIfChanged", true)
 		st.ReloadIfChanged = uf.Bool("X-ReloadIfChanged", false)
 		st.StopOnRemoval = uf.Bool("X-StopOnRemoval", true)
 		if st.Managed && (u.Enable == nil || *u.Enable) {
-			links := ParseUnit(u.Text).InstallLinks(name)
+			links := unitfile.Parse(u.Text).InstallLinks(UnitDir, name, path.Join(UnitDir, name))
 			st.Enabled = len(links) > 0
 			for _, l := range sortedKeys(links) {
 				// A link systemctl made earlier is kept aside and put back later.
