@@ -129,4 +129,3 @@ func (u File) Install() []string {
 
 // Also lists the units `systemctl enable` enables along with this one.
 func (u File) Also() []string { return u.List("Install", "Also") }
-

@@ -25,5 +25,12 @@ func TestUnitFileInstallLinks(t *testing.T) {
 	if Parse("[Unit]\nX-RestartIfChanged=no\n").Bool("X-RestartIfChanged", true) {
 		t.Error("X-RestartIfChanged=no read as true")
 	}
+	if got := Parse("[Install]\nAlso=a.socket b.service\nAlso=\nAlso=c.path\n").Also(); len(got) != 1 || got[0] != "c.path" {
+		t.Errorf("Also with a reset: %q", got)
+	}
+	// The installer links in a relative tree to where the unit was found.
+	rel := Parse("[Install]\nWantedBy=multi-user.target\n").InstallLinks("etc/systemd/system", "x.service", "/lib/systemd/system/x.service")
+	if rel["etc/systemd/system/multi-user.target.wants/x.service"] != "/lib/systemd/system/x.service" || len(rel) != 1 {
+		t.Errorf("relative links %v", rel)
+	}
 }
-
