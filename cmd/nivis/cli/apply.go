@@ -200,9 +200,7 @@ func (g *Globals) runApply(ctx context.Context, o applyOptions) error {
 	}
 	res, err := o.hf.deploy(g).Apply(ctx, sysmgr.InventoryHost{Name: o.target, Target: o.target, Config: o.file}, o.ApplyOptions)
 	if res != nil && res.Result != nil && o.asJSON {
-		enc := json.NewEncoder(g.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res.Result)
+		_ = g.printJSONResult(res.Result)
 	} else if res != nil && res.Result != nil && res.Result.Plan != nil {
 		fmt.Fprint(g.Stdout, res.Result.Plan.String())
 	}
@@ -270,9 +268,7 @@ func printFleetJSON(g *Globals, results []*sysmgr.HostResult) error {
 		}
 		rows = append(rows, rw)
 	}
-	enc := json.NewEncoder(g.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(rows)
+	return g.printJSONResult(rows)
 }
 
 // isRoot says whether this process may change /.
@@ -286,4 +282,11 @@ func callHost[Req, Res any](ctx context.Context, g *Globals, hf hostFlags, targe
 	}
 	defer conn.Close()
 	return v.Call(ctx, conn, req)
+}
+
+// printJSONResult writes v to stdout, indented, for --json.
+func (g *Globals) printJSONResult(v any) error {
+	enc := json.NewEncoder(g.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

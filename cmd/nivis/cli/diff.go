@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -55,9 +54,7 @@ func (g *Globals) runDiff(ctx context.Context, o diffOptions) error {
 		return err
 	}
 	if o.asJSON {
-		enc := json.NewEncoder(g.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+		if err := g.printJSONResult(res); err != nil {
 			return err
 		}
 	} else {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -45,9 +44,7 @@ func (g *Globals) runGC(ctx context.Context, o gcOptions) error {
 		return err
 	}
 	if o.asJSON {
-		enc := json.NewEncoder(g.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return g.printJSONResult(res)
 	}
 	fmt.Fprintf(g.Stdout, "%s: removed generations %v, %d store objects (%d bytes), %d stale backups\n", o.target, res.RemovedGenerations, res.RemovedObjects, res.FreedBytes, res.RemovedBackups)
 	return nil

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -40,9 +39,7 @@ func (g *Globals) runGenerations(ctx context.Context, o rootOptions) error {
 		return err
 	}
 	if o.asJSON {
-		enc := json.NewEncoder(g.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return g.printJSONResult(res)
 	}
 	if len(res.Generations) == 0 {
 		fmt.Fprintln(g.Stdout, "no generations: nivis apply has not run on this host")
