@@ -76,10 +76,18 @@ func (a *accounts) id(name string, m map[string]int, what string) (int, error) {
 func (a *accounts) hasUser(name string) bool  { _, ok := a.users[name]; return ok || name == "root" }
 func (a *accounts) hasGroup(name string) bool { _, ok := a.groups[name]; return ok || name == "root" }
 
+// prefix makes useradd and groupadd edit a --root tree's own /etc.
+func (h *Host) prefix() []string {
+	if h.Root == "/" {
+		return nil
+	}
+	return []string{"--prefix", h.Root}
+}
+
 // groupaddArgv and useraddArgv are the shadow-utils calls that add an
 // account, present on every distro with systemd.
 func (h *Host) groupaddArgv(g AccountSpec) []string {
-	argv := []string{"groupadd"}
+	argv := append([]string{"groupadd"}, h.prefix()...)
 	if g.System {
 		argv = append(argv, "--system")
 	}
@@ -90,7 +98,7 @@ func (h *Host) groupaddArgv(g AccountSpec) []string {
 }
 
 func (h *Host) useraddArgv(u AccountSpec, acct *accounts) []string {
-	argv := []string{"useradd"}
+	argv := append([]string{"useradd"}, h.prefix()...)
 	if u.System {
 		argv = append(argv, "--system")
 	}
@@ -128,7 +136,7 @@ func (h *Host) addGroup(ctx context.Context, l *Ledger, acct *accounts, g Accoun
 	if acct.hasGroup(g.Name) {
 		return nil
 	}
-	if _, err := h.Cmd.Run(ctx, h.groupaddArgv(g)...); err != nil {
+	if _, err := h.run(ctx, h.groupaddArgv(g)...); err != nil {
 		return fmt.Errorf("add group %s: %w", g.Name, err)
 	}
 	l.Groups = appendUnique(l.Groups, g.Name)
@@ -142,7 +150,7 @@ func (h *Host) addUser(ctx context.Context, l *Ledger, acct *accounts, u Account
 	if acct.hasUser(u.Name) {
 		return nil
 	}
-	if _, err := h.Cmd.Run(ctx, h.useraddArgv(u, acct)...); err != nil {
+	if _, err := h.run(ctx, h.useraddArgv(u, acct)...); err != nil {
 		return fmt.Errorf("add user %s: %w", u.Name, err)
 	}
 	l.Users = appendUnique(l.Users, u.Name)

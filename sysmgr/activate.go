@@ -174,6 +174,8 @@ func (h *Host) execute(ctx context.Context, kind string, p *Plan, es *execState)
 func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 	full := h.path(op.Path)
 	switch op.Kind {
+	case OpStopUnit, OpDaemonReload, OpTmpfiles, OpResetFailed, OpStartUnit, OpRestartUnit, OpTryRestart, OpReloadUnit, OpVerifyUnits:
+		return h.execUnit(ctx, op, es)
 	case OpAddGroup:
 		for _, g := range es.to.Groups {
 			if g.Name == op.Name {
@@ -188,16 +190,6 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 			}
 		}
 		return fmt.Errorf("user %s is not in generation %d", op.Name, es.to.Number)
-	case OpStopUnit:
-		if op.Masking && !contains(es.ledger.Masked, op.Unit) {
-			if st, err := h.Systemd.State(ctx, op.Unit); err == nil && st.Active == "active" {
-				es.ledger.Masked = append(es.ledger.Masked, op.Unit)
-				if err := h.saveLedger(es.ledger); err != nil {
-					return err
-				}
-			}
-		}
-		return h.Systemd.Stop(ctx, op.Unit)
 	case OpBackup:
 		return h.takeBackup(es.ledger, op.Path)
 	case OpClaim:
@@ -213,27 +205,7 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 		}
 		return h.saveLedger(es.ledger)
 	case OpMkdir:
-		mode, uid, gid := uint32(0o755), 0, 0
-		if op.Entry != nil {
-			var err error
-			mode = op.Entry.Mode
-			if uid, gid, err = h.owner(es.acct, op.Entry); err != nil {
-				return err
-			}
-		}
-		if err := os.Mkdir(full, fileMode(mode)); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
-		}
-		if fi, err := os.Lstat(full); err != nil || !fi.IsDir() {
-			return fmt.Errorf("%s: not a directory after mkdir", op.Path)
-		}
-		if err := os.Chmod(full, fileMode(mode)); err != nil { // mkdir honours the umask
-			return err
-		}
-		if err := os.Lchown(full, uid, gid); err != nil {
-			return err
-		}
-		return syncDir(filepath.Dir(full))
+		return h.mkdir(es, op, full)
 	case OpWrite:
 		e := op.Entry
 		switch e.Type {
@@ -286,6 +258,25 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 			return nil
 		}
 		return err
+	case OpSwitch:
+		return h.switchCurrent(op.Generation)
+	}
+	return fmt.Errorf("unknown op %q", op.Kind)
+}
+
+// execUnit runs the ops that talk to the service manager.
+func (h *Host) execUnit(ctx context.Context, op Op, es *execState) error {
+	switch op.Kind {
+	case OpStopUnit:
+		if op.Masking && !contains(es.ledger.Masked, op.Unit) {
+			if st, err := h.Systemd.State(ctx, op.Unit); err == nil && st.Active == "active" {
+				es.ledger.Masked = append(es.ledger.Masked, op.Unit)
+				if err := h.saveLedger(es.ledger); err != nil {
+					return err
+				}
+			}
+		}
+		return h.Systemd.Stop(ctx, op.Unit)
 	case OpDaemonReload:
 		return h.Systemd.DaemonReload(ctx)
 	case OpTmpfiles:
@@ -293,7 +284,7 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 		if h.Root != "/" {
 			argv = append(argv, "--root="+h.Root)
 		}
-		_, err := h.Cmd.Run(ctx, append(argv, op.Path)...)
+		_, err := h.run(ctx, append(argv, op.Path)...)
 		return err
 	case OpResetFailed:
 		_ = h.Systemd.ResetFailed(ctx, op.Unit) // a unit that never failed has nothing to reset
@@ -325,10 +316,34 @@ func (h *Host) exec(ctx context.Context, op Op, es *execState) error {
 		return nil
 	case OpVerifyUnits:
 		return h.verifyUnits(ctx, op.Units)
-	case OpSwitch:
-		return h.switchCurrent(op.Generation)
 	}
 	return fmt.Errorf("unknown op %q", op.Kind)
+}
+
+// mkdir makes a directory with the entry's mode and owner (root's 0755
+// for the parents nivis adds).
+func (h *Host) mkdir(es *execState, op Op, full string) error {
+	mode, uid, gid := uint32(0o755), 0, 0
+	if op.Entry != nil {
+		var err error
+		mode = op.Entry.Mode
+		if uid, gid, err = h.owner(es.acct, op.Entry); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(full, fileMode(mode)); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if fi, err := os.Lstat(full); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s: not a directory after mkdir", op.Path)
+	}
+	if err := os.Chmod(full, fileMode(mode)); err != nil { // mkdir honours the umask
+		return err
+	}
+	if err := os.Lchown(full, uid, gid); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(full))
 }
 
 func indexOf(list []string, s string) int {
@@ -513,9 +528,9 @@ func hasSwitch(p *Plan) bool {
 
 // diagnose collects what a person needs to see about a failed unit.
 func (h *Host) diagnose(ctx context.Context, unit string) (status, journal string) {
-	out, _ := h.Cmd.Run(ctx, "systemctl", "status", unit, "--no-pager", "--full", "--lines=0")
+	out, _ := h.run(ctx, "systemctl", "status", unit, "--no-pager", "--full", "--lines=0")
 	status = string(out)
-	out, _ = h.Cmd.Run(ctx, "journalctl", "-u", unit, "-n", "20", "--no-pager", "-o", "cat")
+	out, _ = h.run(ctx, "journalctl", "-u", unit, "-n", "20", "--no-pager", "-o", "cat")
 	journal = string(out)
 	return status, journal
 }

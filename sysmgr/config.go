@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nivis/nivis/internal/config"
+	"github.com/nivis/nivis/internal/unitfile"
 )
 
 // Kind is the config kind this package reads.
@@ -356,7 +357,7 @@ func (s *Services) validateUnit(ctx *config.Context, at, name string, u *Unit) {
 		ctx.Warnf(at+".enable", "enable has no effect on a drop-ins-only entry (the distro's unit keeps its own enablement)")
 	}
 	if u.Text != "" {
-		inst := ParseUnit(u.Text).Install()
+		inst := unitfile.Parse(u.Text).Install()
 		for _, t := range inst {
 			if strings.Contains(t, "/") || !UnitKnownSuffix(t) {
 				ctx.Errorf(at+".text", "[Install] names %q, which is not a unit name", t)
@@ -365,7 +366,7 @@ func (s *Services) validateUnit(ctx *config.Context, at, name string, u *Unit) {
 		if u.Enable != nil && *u.Enable && len(inst) == 0 {
 			ctx.Warnf(at+".enable", "the unit has no [Install] section (WantedBy=, RequiredBy=, Alias=), so enable has no effect")
 		}
-		if strings.Contains(name, "@.") && len(inst) > 0 && ParseUnit(u.Text).Get("Install", "DefaultInstance") == "" {
+		if strings.Contains(name, "@.") && len(inst) > 0 && unitfile.Parse(u.Text).Get("Install", "DefaultInstance") == "" {
 			ctx.Warnf(at, "template unit without DefaultInstance= cannot be enabled; it is only installed")
 		}
 	}

@@ -145,31 +145,6 @@ func TestCompileUnitHashCoversDropinsAndTriggers(t *testing.T) {
 	}
 }
 
-func TestUnitFileInstallLinks(t *testing.T) {
-	u := ParseUnit("[Unit]\nDescription=x\n[Install]\nWantedBy=multi-user.target \\\n  graphical.target\nRequiredBy=foo.target\nAlias=bar.service\n")
-	links := u.InstallLinks("a.service")
-	for _, want := range []string{
-		"/etc/systemd/system/multi-user.target.wants/a.service",
-		"/etc/systemd/system/graphical.target.wants/a.service",
-		"/etc/systemd/system/foo.target.requires/a.service",
-		"/etc/systemd/system/bar.service",
-	} {
-		if links[want] != "/etc/systemd/system/a.service" {
-			t.Errorf("missing %s in %v", want, links)
-		}
-	}
-	tmpl := ParseUnit("[Install]\nWantedBy=multi-user.target\nDefaultInstance=eth0\n").InstallLinks("dhcp@.service")
-	if _, ok := tmpl["/etc/systemd/system/multi-user.target.wants/dhcp@eth0.service"]; !ok {
-		t.Errorf("template default instance not linked: %v", tmpl)
-	}
-	if !ParseUnit("[Service]\nX-RestartIfChanged=false\n").Bool("X-ReloadIfChanged", false) == false {
-		t.Error("bool default")
-	}
-	if ParseUnit("[Unit]\nX-RestartIfChanged=no\n").Bool("X-RestartIfChanged", true) {
-		t.Error("X-RestartIfChanged=no read as true")
-	}
-}
-
 func TestSelectHosts(t *testing.T) {
 	hosts := []InventoryHost{{Name: "web1", Tags: []string{"web"}}, {Name: "web2", Tags: []string{"web", "eu"}}, {Name: "db1", Tags: []string{"db"}}}
 	names := func(hs []InventoryHost) string {

@@ -80,22 +80,23 @@ func (h *Host) rollbackPending(ctx context.Context, p *Pending) error {
 	return h.clearPending()
 }
 
-// Apply makes the host what req.Bundle declares.
-func (h *Host) Apply(ctx context.Context, req *ApplyRequest) (*ApplyResult, error) {
-	if req.Bundle == nil {
-		return nil, exitcode.Errorf(exitcode.Usage, "no bundle in the request")
-	}
-	compiled, err := Compile(req.Bundle)
-	if err != nil {
-		return nil, exitcode.Wrap(exitcode.Usage, err)
-	}
-	if err := checkPaths(compiled.Gen); err != nil {
-		return nil, exitcode.Wrap(exitcode.Usage, err)
-	}
-	secrets := map[string][]byte{}
-	for _, s := range req.Secrets {
-		secrets[s.Name] = s.Data
-	}
+// activation is what apply, rollback and deactivate do differently inside
+// the one flow of switch: which generation, which secrets, what after.
+type activation struct {
+	kind string
+	// supersede drops a live confirm window instead of refusing.
+	supersede bool
+	secrets   map[string][]byte
+	// target picks the generation to activate from the loaded state and
+	// fills what it knows of res.
+	target func(ctx context.Context, s *state, res *ApplyResult) (*Generation, error)
+	// after runs, still under the lock, once the activation ended with err.
+	after func(ctx context.Context, s *state, res *ApplyResult, err error) error
+}
+
+// switchTo is the flow every activation shares: probe the host, take the
+// lock, settle a confirm window left behind, load the state, activate.
+func (h *Host) switchTo(ctx context.Context, a activation) (*ApplyResult, error) {
 	if err := h.probe(); err != nil {
 		return nil, err
 	}
@@ -105,39 +106,90 @@ func (h *Host) Apply(ctx context.Context, req *ApplyRequest) (*ApplyResult, erro
 	}
 	defer unlock()
 	res := &ApplyResult{}
-	if res.Recovered, err = h.settlePending(ctx, false); err != nil {
-		return nil, err
-	}
-	if err := h.ensureObjects(ctx, compiled.Gen, compiled.Objects); err != nil {
+	if res.Recovered, err = h.settlePending(ctx, a.supersede); err != nil {
 		return nil, err
 	}
 	s, err := h.load()
 	if err != nil {
 		return nil, err
 	}
-	target, isNew, err := h.target(s, compiled.Gen, req.Message)
+	g, err := a.target(ctx, s, res)
 	if err != nil {
 		return nil, err
 	}
-	res.Previous, res.Generation, res.New = s.cur.Number, target.Number, isNew
-	if isNew {
-		if err := h.writeGeneration(target); err != nil {
-			return nil, err
-		}
-	}
-	p, err := h.activate(ctx, "apply", s, target, secrets, false)
+	p, err := h.activate(ctx, a.kind, s, g, a.secrets, false)
 	res.Plan = p
 	if p != nil {
 		res.Changes = p.Changes()
 	}
+	if a.after != nil {
+		err = a.after(ctx, s, res, err)
+	}
+	return res, err
+}
+
+// compileRequest compiles the bundle of a request; the agent does not
+// trust the wire, so the paths are checked again.
+func compileRequest(b *Services) (*Compiled, error) {
+	if b == nil {
+		return nil, exitcode.Errorf(exitcode.Usage, "no bundle in the request")
+	}
+	compiled, err := Compile(b)
+	if err != nil {
+		return nil, exitcode.Wrap(exitcode.Usage, err)
+	}
+	if err := checkPaths(compiled.Gen); err != nil {
+		return nil, exitcode.Wrap(exitcode.Usage, err)
+	}
+	return compiled, nil
+}
+
+// Apply makes the host what req.Bundle declares.
+func (h *Host) Apply(ctx context.Context, req *ApplyRequest) (*ApplyResult, error) {
+	compiled, err := compileRequest(req.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	secrets := map[string][]byte{}
+	for _, s := range req.Secrets {
+		secrets[s.Name] = s.Data
+	}
+	var target *Generation
+	return h.switchTo(ctx, activation{kind: "apply", secrets: secrets,
+		target: func(ctx context.Context, s *state, res *ApplyResult) (*Generation, error) {
+			if err := h.ensureObjects(ctx, compiled.Gen, compiled.Objects); err != nil {
+				return nil, err
+			}
+			t, isNew, err := h.target(s, compiled.Gen, req.Message)
+			if err != nil {
+				return nil, err
+			}
+			res.Previous, res.Generation, res.New = s.cur.Number, t.Number, isNew
+			if isNew {
+				if err := h.writeGeneration(t); err != nil {
+					return nil, err
+				}
+			}
+			target = t
+			return t, nil
+		},
+		after: func(ctx context.Context, s *state, res *ApplyResult, err error) error {
+			return h.afterApply(ctx, req, s, target, res, err)
+		},
+	})
+}
+
+// afterApply drops generations no one needs after an apply and opens the
+// confirm window.
+func (h *Host) afterApply(ctx context.Context, req *ApplyRequest, s *state, target *Generation, res *ApplyResult, err error) error {
 	if err != nil {
 		// Keep the failed generation only when the host is left between
 		// generations: the journal names it and the next apply needs it.
 		var ae *ActivationError
-		if isNew && !(errors.As(err, &ae) && !ae.Reverted) {
+		if res.New && !(errors.As(err, &ae) && !ae.Reverted) {
 			os.Remove(h.genPath(target.Number))
 		}
-		return res, err
+		return err
 	}
 	if j := s.journal; j != nil {
 		// The interrupted run's generation never became current: drop it.
@@ -151,10 +203,10 @@ func (h *Host) Apply(ctx context.Context, req *ApplyRequest) (*ApplyResult, erro
 	}
 	if target.Number != s.cur.Number && (req.ConfirmTimeout > 0 || req.Try) {
 		if res.Pending, err = h.startPending(ctx, target.Number, s.cur.Number, req.ConfirmTimeout, req.Try); err != nil {
-			return res, err
+			return err
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // target picks the generation to activate: the current one when nothing
@@ -187,15 +239,9 @@ func (h *Host) target(s *state, g *Generation, message string) (*Generation, boo
 
 // Diff computes the plan for req.Bundle without changing anything.
 func (h *Host) Diff(ctx context.Context, req *DiffRequest) (*DiffResult, error) {
-	if req.Bundle == nil {
-		return nil, exitcode.Errorf(exitcode.Usage, "no bundle in the request")
-	}
-	compiled, err := Compile(req.Bundle)
+	compiled, err := compileRequest(req.Bundle)
 	if err != nil {
-		return nil, exitcode.Wrap(exitcode.Usage, err)
-	}
-	if err := checkPaths(compiled.Gen); err != nil {
-		return nil, exitcode.Wrap(exitcode.Usage, err)
+		return nil, err
 	}
 	unlock, err := h.lock(ctx)
 	if err != nil {
@@ -260,84 +306,51 @@ func (h *Host) Generations(ctx context.Context) (*GenerationsResult, error) {
 
 // Rollback activates generation to (0: the newest one before current).
 func (h *Host) Rollback(ctx context.Context, to int) (*ApplyResult, error) {
-	if err := h.probe(); err != nil {
-		return nil, err
-	}
-	unlock, err := h.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	res := &ApplyResult{}
-	if res.Recovered, err = h.settlePending(ctx, true); err != nil {
-		return nil, err
-	}
-	s, err := h.load()
-	if err != nil {
-		return nil, err
-	}
-	if to == 0 {
-		nums, err := h.generationNumbers()
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range nums {
-			if n < s.cur.Number || s.cur.Number == 0 {
-				to = n
+	return h.switchTo(ctx, activation{kind: "rollback", supersede: true,
+		target: func(ctx context.Context, s *state, res *ApplyResult) (*Generation, error) {
+			if to == 0 {
+				nums, err := h.generationNumbers()
+				if err != nil {
+					return nil, err
+				}
+				for _, n := range nums {
+					if n < s.cur.Number || s.cur.Number == 0 {
+						to = n
+					}
+				}
+				if to == 0 || to == s.cur.Number {
+					return nil, exitcode.Errorf(exitcode.Precondition, "no generation before %d to roll back to; `nivis generations` lists them", s.cur.Number)
+				}
 			}
-		}
-		if to == 0 || to == s.cur.Number {
-			return nil, exitcode.Errorf(exitcode.Precondition, "no generation before %d to roll back to; `nivis generations` lists them", s.cur.Number)
-		}
-	}
-	g, err := h.loadGeneration(to)
-	if err != nil {
-		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%w; `nivis generations` lists them", err))
-	}
-	if err := h.ensureObjects(ctx, g, nil); err != nil {
-		return nil, err
-	}
-	res.Previous, res.Generation = s.cur.Number, to
-	p, err := h.activate(ctx, "rollback", s, g, nil, false)
-	res.Plan = p
-	if p != nil {
-		res.Changes = p.Changes()
-	}
-	return res, err
+			g, err := h.loadGeneration(to)
+			if err != nil {
+				return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%w; `nivis generations` lists them", err))
+			}
+			if err := h.ensureObjects(ctx, g, nil); err != nil {
+				return nil, err
+			}
+			res.Previous, res.Generation = s.cur.Number, to
+			return g, nil
+		}})
 }
 
 // Deactivate stops and removes everything nivis manages, restores the
 // originals it kept, and removes the secrets. Generations stay for gc.
 func (h *Host) Deactivate(ctx context.Context) (*ApplyResult, error) {
-	if err := h.probe(); err != nil {
-		return nil, err
-	}
-	unlock, err := h.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	res := &ApplyResult{}
-	if res.Recovered, err = h.settlePending(ctx, true); err != nil {
-		return nil, err
-	}
-	s, err := h.load()
-	if err != nil {
-		return nil, err
-	}
-	res.Previous = s.cur.Number
-	p, err := h.activate(ctx, "deactivate", s, &Generation{}, map[string][]byte{}, false)
-	res.Plan = p
-	if p != nil {
-		res.Changes = p.Changes()
-	}
-	if err == nil {
-		os.Remove(h.path(SecretsDir))
-		if len(s.ledger.Users)+len(s.ledger.Groups) > 0 {
-			res.Recovered = append(res.Recovered, fmt.Sprintf("kept users %v and groups %v nivis created (files may still belong to them)", s.ledger.Users, s.ledger.Groups))
-		}
-	}
-	return res, err
+	return h.switchTo(ctx, activation{kind: "deactivate", supersede: true, secrets: map[string][]byte{},
+		target: func(ctx context.Context, s *state, res *ApplyResult) (*Generation, error) {
+			res.Previous = s.cur.Number
+			return &Generation{}, nil
+		},
+		after: func(ctx context.Context, s *state, res *ApplyResult, err error) error {
+			if err == nil {
+				os.Remove(h.path(SecretsDir))
+				if len(s.ledger.Users)+len(s.ledger.Groups) > 0 {
+					res.Recovered = append(res.Recovered, fmt.Sprintf("kept users %v and groups %v nivis created (files may still belong to them)", s.ledger.Users, s.ledger.Groups))
+				}
+			}
+			return err
+		}})
 }
 
 // GC removes generations beyond the newest keep (never the current or a
@@ -487,14 +500,23 @@ func (h *Host) startPending(ctx context.Context, gen, prev int, timeout time.Dur
 // startWatcherUnit runs `nivis agent sysmgr-confirm-wait` as a transient
 // systemd service, so it outlives the SSH session that started it.
 func (h *Host) startWatcherUnit(ctx context.Context, p *Pending) error {
-	exe, err := os.Executable()
+	argv, err := h.watcherArgv(p)
 	if err != nil {
 		return err
 	}
-	_, err = h.Cmd.Run(ctx, "systemd-run", "--unit="+p.Unit, "--collect", "--quiet",
-		"--description=nivis: roll back generation "+strconv.Itoa(p.Generation)+" unless confirmed",
-		"--setenv="+RootEnv+"="+h.Root, exe, "agent", VerbConfirmWait.Name)
+	_, err = h.run(ctx, argv...)
 	return err
+}
+
+// watcherArgv is the systemd-run call that starts the watcher of p.
+func (h *Host) watcherArgv(p *Pending) ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return []string{"systemd-run", "--unit=" + p.Unit, "--collect", "--quiet",
+		"--description=nivis: roll back generation " + strconv.Itoa(p.Generation) + " unless confirmed",
+		"--setenv=" + RootEnv + "=" + h.Root, exe, "agent", VerbConfirmWait.Name}, nil
 }
 
 // ConfirmWait is the watcher: it returns when the pending generation is

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nivis/nivis/internal/unitfile"
 )
 
 // Where things live on the host, relative to the Root option.
@@ -166,110 +168,25 @@ func sum(b []byte) string {
 // Compile turns a bundle (a Services config with sources read) into the
 // generation it declares. It is pure: the host adds the number and date.
 func Compile(b *Services) (*Compiled, error) {
-	c := &Compiled{Gen: &Generation{}, Objects: map[string][]byte{}}
+	c := &compiler{Compiled{Gen: &Generation{}, Objects: map[string][]byte{}}}
 	g := c.Gen
-	add := func(e Entry) { g.Entries = append(g.Entries, e) }
-	object := func(data []byte, name string) (string, string) {
-		s := sum(data)
-		o := ObjectName(s, name)
-		c.Objects[o] = data
-		return o, s
-	}
 	for _, name := range sortedKeys(b.Units) {
-		u := b.Units[name]
-		if u == nil {
-			continue
-		}
-		st := UnitState{Name: name, Mask: u.Mask, Managed: u.Text != "" || u.Source != ""}
-		h := sha256.New()
-		fmt.Fprintf(h, "unit %s mask=%v\n", name, u.Mask)
-		var texts []string
-		if st.Managed {
-			if u.Text == "" {
-				return nil, fmt.Errorf("unit %s: source was not read into the bundle", name)
+		if u := b.Units[name]; u != nil {
+			st, err := c.unit(b, name, u)
+			if err != nil {
+				return nil, err
 			}
-			o, s := object([]byte(u.Text), name)
-			add(Entry{Path: path.Join(UnitDir, name), Type: TypeFile, Object: o, SHA256: s, Size: int64(len(u.Text)), Mode: 0o644, User: "root", Group: "root", OnConflict: ConflictFail, Unit: name})
-			fmt.Fprintf(h, "text %s\n", s)
-			texts = append(texts, u.Text)
+			g.Units = append(g.Units, st)
 		}
-		for _, d := range sortedKeys(u.Dropins) {
-			o, s := object([]byte(u.Dropins[d]), d)
-			add(Entry{Path: path.Join(UnitDir, name+".d", d), Type: TypeFile, Object: o, SHA256: s, Size: int64(len(u.Dropins[d])), Mode: 0o644, User: "root", Group: "root", OnConflict: ConflictFail, Unit: name})
-			fmt.Fprintf(h, "dropin %s %s\n", d, s)
-			st.Dropins = append(st.Dropins, d)
-			texts = append(texts, u.Dropins[d])
-		}
-		if u.Mask {
-			add(Entry{Path: path.Join(UnitDir, name), Type: TypeSymlink, Target: "/dev/null", OnConflict: ConflictFail, Unit: name})
-		}
-		for _, tp := range u.RestartTriggers {
-			f := b.Files[tp]
-			if f == nil {
-				return nil, fmt.Errorf("unit %s: restart trigger %s is not a declared file", name, tp)
-			}
-			var ts string
-			switch {
-			case f.URL != "":
-				ts = strings.ToLower(f.SHA256)
-			case f.Text != "":
-				ts = sum([]byte(f.Text))
-			default:
-				ts = sum(f.Content)
-			}
-			fmt.Fprintf(h, "trigger %s %s %s %s %s\n", tp, ts, f.Mode, f.User, f.Group)
-		}
-		uf := ParseUnit(texts...)
-		st.RestartIfChanged = uf.Bool("X-RestartIfChanged", true)
-		st.ReloadIfChanged = uf.Bool("X-ReloadIfChanged", false)
-		st.StopOnRemoval = uf.Bool("X-StopOnRemoval", true)
-		if st.Managed && (u.Enable == nil || *u.Enable) {
-			links := ParseUnit(u.Text).InstallLinks(name)
-			st.Enabled = len(links) > 0
-			for _, l := range sortedKeys(links) {
-				// A link systemctl made earlier is kept aside and put back later.
-				add(Entry{Path: l, Type: TypeSymlink, Target: links[l], OnConflict: ConflictBackup, Unit: name})
-			}
-		}
-		fmt.Fprintf(h, "enabled=%v\n", st.Enabled)
-		st.Hash = hex.EncodeToString(h.Sum(nil))
-		g.Units = append(g.Units, st)
 	}
 	for _, p := range sortedKeys(b.Files) {
-		f := b.Files[p]
-		if f == nil {
-			continue
-		}
-		e := Entry{Path: p, Type: TypeFile, OnConflict: f.OnConflict}
-		if e.OnConflict == "" {
-			e.OnConflict = ConflictFail
-		}
-		switch {
-		case f.URL != "":
-			e.SHA256 = strings.ToLower(f.SHA256)
-			e.Object = ObjectName(e.SHA256, p)
-			e.URL = f.URL
-			e.Size = -1
-		case f.Text != "":
-			e.Object, e.SHA256 = object([]byte(f.Text), p)
-			e.Size = int64(len(f.Text))
-		case f.HasContent || f.Content != nil:
-			e.Object, e.SHA256 = object(f.Content, p)
-			e.Size = int64(len(f.Content))
-		default:
-			return nil, fmt.Errorf("file %s: no content in the bundle (source not read?)", p)
-		}
-		if f.Link {
-			e.Type = TypeLink
-			e.Target = path.Join(StoreDir, e.Object)
-		} else {
-			m, err := ParseMode(f.Mode, 0o644)
+		if f := b.Files[p]; f != nil {
+			e, err := c.file(p, f)
 			if err != nil {
-				return nil, fmt.Errorf("file %s: %w", p, err)
+				return nil, err
 			}
-			e.Mode, e.User, e.Group = m, orDefault(f.User, "root"), orDefault(f.Group, "root")
+			c.add(e)
 		}
-		add(e)
 	}
 	for _, p := range sortedKeys(b.Directories) {
 		d := b.Directories[p]
@@ -280,18 +197,140 @@ func Compile(b *Services) (*Compiled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("directory %s: %w", p, err)
 		}
-		add(Entry{Path: p, Type: TypeDir, Mode: m, User: orDefault(d.User, "root"), Group: orDefault(d.Group, "root")})
+		c.add(Entry{Path: p, Type: TypeDir, Mode: m, User: orDefault(d.User, "root"), Group: orDefault(d.Group, "root")})
 	}
 	for _, p := range sortedKeys(b.Symlinks) {
 		l := b.Symlinks[p]
-		add(Entry{Path: p, Type: TypeSymlink, Target: l.Target, OnConflict: orDefault(l.OnConflict, ConflictFail)})
+		c.add(Entry{Path: p, Type: TypeSymlink, Target: l.Target, OnConflict: orDefault(l.OnConflict, ConflictFail)})
 	}
 	if len(b.Tmpfiles) > 0 {
 		text := strings.Join(b.Tmpfiles, "\n") + "\n"
 		text = "# Written by nivis; edit the Services config instead.\n" + text
-		o, s := object([]byte(text), "nivis.conf")
-		add(Entry{Path: TmpfilesPath, Type: TypeFile, Object: o, SHA256: s, Size: int64(len(text)), Mode: 0o644, User: "root", Group: "root", OnConflict: ConflictFail})
+		o, s := c.object([]byte(text), "nivis.conf")
+		c.add(Entry{Path: TmpfilesPath, Type: TypeFile, Object: o, SHA256: s, Size: int64(len(text)), Mode: 0o644, User: "root", Group: "root", OnConflict: ConflictFail})
 	}
+	if err := c.accounts(b); err != nil {
+		return nil, err
+	}
+	sort.Slice(g.Entries, func(i, j int) bool { return g.Entries[i].Path < g.Entries[j].Path })
+	for i := 1; i < len(g.Entries); i++ {
+		if g.Entries[i].Path == g.Entries[i-1].Path {
+			return nil, fmt.Errorf("%s is declared twice (by %s and %s)", g.Entries[i].Path, describe(g.Entries[i-1]), describe(g.Entries[i]))
+		}
+	}
+	g.Hash = g.declaredHash()
+	return &c.Compiled, nil
+}
+
+// compiler collects a generation's entries and store objects.
+type compiler struct{ Compiled }
+
+func (c *compiler) add(e Entry) { c.Gen.Entries = append(c.Gen.Entries, e) }
+
+// object stores data and returns its object name and sha256.
+func (c *compiler) object(data []byte, name string) (string, string) {
+	s := sum(data)
+	o := ObjectName(s, name)
+	c.Objects[o] = data
+	return o, s
+}
+
+// unit adds a unit's file, drop-ins, mask and install links and returns
+// its state, hashed over everything that should restart it.
+func (c *compiler) unit(b *Services, name string, u *Unit) (UnitState, error) {
+	st := UnitState{Name: name, Mask: u.Mask, Managed: u.Text != "" || u.Source != ""}
+	h := sha256.New()
+	fmt.Fprintf(h, "unit %s mask=%v\n", name, u.Mask)
+	var texts []string
+	if st.Managed {
+		if u.Text == "" {
+			return UnitState{}, fmt.Errorf("unit %s: source was not read into the bundle", name)
+		}
+		o, s := c.object([]byte(u.Text), name)
+		c.add(Entry{Path: path.Join(UnitDir, name), Type: TypeFile, Object: o, SHA256: s, Size: int64(len(u.Text)), Mode: 0o644, User: "root", Group: "root", OnConflict: ConflictFail, Unit: name})
+		fmt.Fprintf(h, "text %s\n", s)
+		texts = append(texts, u.Text)
+	}
+	for _, d := range sortedKeys(u.Dropins) {
+		o, s := c.object([]byte(u.Dropins[d]), d)
+		c.add(Entry{Path: path.Join(UnitDir, name+".d", d), Type: TypeFile, Object: o, SHA256: s, Size: int64(len(u.Dropins[d])), Mode: 0o644, User: "root", Group: "root", OnConflict: ConflictFail, Unit: name})
+		fmt.Fprintf(h, "dropin %s %s\n", d, s)
+		st.Dropins = append(st.Dropins, d)
+		texts = append(texts, u.Dropins[d])
+	}
+	if u.Mask {
+		c.add(Entry{Path: path.Join(UnitDir, name), Type: TypeSymlink, Target: "/dev/null", OnConflict: ConflictFail, Unit: name})
+	}
+	for _, tp := range u.RestartTriggers {
+		f := b.Files[tp]
+		if f == nil {
+			return UnitState{}, fmt.Errorf("unit %s: restart trigger %s is not a declared file", name, tp)
+		}
+		var ts string
+		switch {
+		case f.URL != "":
+			ts = strings.ToLower(f.SHA256)
+		case f.Text != "":
+			ts = sum([]byte(f.Text))
+		default:
+			ts = sum(f.Content)
+		}
+		fmt.Fprintf(h, "trigger %s %s %s %s %s\n", tp, ts, f.Mode, f.User, f.Group)
+	}
+	uf := unitfile.Parse(texts...)
+	st.RestartIfChanged = uf.Bool("X-RestartIfChanged", true)
+	st.ReloadIfChanged = uf.Bool("X-ReloadIfChanged", false)
+	st.StopOnRemoval = uf.Bool("X-StopOnRemoval", true)
+	if st.Managed && (u.Enable == nil || *u.Enable) {
+		links := unitfile.Parse(u.Text).InstallLinks(UnitDir, name, path.Join(UnitDir, name))
+		st.Enabled = len(links) > 0
+		for _, l := range sortedKeys(links) {
+			// A link systemctl made earlier is kept aside and put back later.
+			c.add(Entry{Path: l, Type: TypeSymlink, Target: links[l], OnConflict: ConflictBackup, Unit: name})
+		}
+	}
+	fmt.Fprintf(h, "enabled=%v\n", st.Enabled)
+	st.Hash = hex.EncodeToString(h.Sum(nil))
+	return st, nil
+}
+
+// file is the entry of a declared file.
+func (c *compiler) file(p string, f *File) (Entry, error) {
+	e := Entry{Path: p, Type: TypeFile, OnConflict: f.OnConflict}
+	if e.OnConflict == "" {
+		e.OnConflict = ConflictFail
+	}
+	switch {
+	case f.URL != "":
+		e.SHA256 = strings.ToLower(f.SHA256)
+		e.Object = ObjectName(e.SHA256, p)
+		e.URL = f.URL
+		e.Size = -1
+	case f.Text != "":
+		e.Object, e.SHA256 = c.object([]byte(f.Text), p)
+		e.Size = int64(len(f.Text))
+	case f.HasContent || f.Content != nil:
+		e.Object, e.SHA256 = c.object(f.Content, p)
+		e.Size = int64(len(f.Content))
+	default:
+		return Entry{}, fmt.Errorf("file %s: no content in the bundle (source not read?)", p)
+	}
+	if f.Link {
+		e.Type = TypeLink
+		e.Target = path.Join(StoreDir, e.Object)
+	} else {
+		m, err := ParseMode(f.Mode, 0o644)
+		if err != nil {
+			return Entry{}, fmt.Errorf("file %s: %w", p, err)
+		}
+		e.Mode, e.User, e.Group = m, orDefault(f.User, "root"), orDefault(f.Group, "root")
+	}
+	return e, nil
+}
+
+// accounts adds the declared groups, users and secrets.
+func (c *compiler) accounts(b *Services) error {
+	g := c.Gen
 	for _, n := range sortedKeys(b.Groups) {
 		gr := b.Groups[n]
 		a := AccountSpec{Name: n, System: true}
@@ -318,18 +357,11 @@ func Compile(b *Services) (*Compiled, error) {
 		s := b.Secrets[n]
 		m, err := ParseMode(s.Mode, 0o400)
 		if err != nil {
-			return nil, fmt.Errorf("secret %s: %w", n, err)
+			return fmt.Errorf("secret %s: %w", n, err)
 		}
 		g.Secrets = append(g.Secrets, SecretSpec{Name: n, Mode: m, User: orDefault(s.User, "root"), Group: orDefault(s.Group, "root")})
 	}
-	sort.Slice(g.Entries, func(i, j int) bool { return g.Entries[i].Path < g.Entries[j].Path })
-	for i := 1; i < len(g.Entries); i++ {
-		if g.Entries[i].Path == g.Entries[i-1].Path {
-			return nil, fmt.Errorf("%s is declared twice (by %s and %s)", g.Entries[i].Path, describe(g.Entries[i-1]), describe(g.Entries[i]))
-		}
-	}
-	g.Hash = g.declaredHash()
-	return c, nil
+	return nil
 }
 
 func describe(e Entry) string {

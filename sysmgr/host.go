@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nivis/nivis/internal/agent"
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
@@ -29,7 +30,7 @@ import (
 type Host struct {
 	Root    string
 	Systemd Systemd
-	Cmd     Commands
+	Cmd     command.Runner
 	// Settle is how long started units are watched for an early failure
 	// (a Type=simple service that exits right after its start job).
 	Settle time.Duration
@@ -47,6 +48,11 @@ type Host struct {
 }
 
 func (h *Host) path(p string) string { return filepath.Join(h.Root, p) }
+
+// run runs one external program through the command seam.
+func (h *Host) run(ctx context.Context, argv ...string) ([]byte, error) {
+	return h.Cmd.Run(ctx, command.Command{Argv: argv})
+}
 
 func (h *Host) now() time.Time {
 	if h.Now != nil {

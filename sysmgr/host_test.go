@@ -92,7 +92,7 @@ func TestApplyWritesEverythingAndStartsUnits(t *testing.T) {
 	if got := th.sd.TakeCalls(); !reflect.DeepEqual(got, wantCalls) {
 		t.Errorf("systemd calls %q, want %q", got, wantCalls)
 	}
-	if got := th.cmds.Commands(); !contains(got, "systemd-tmpfiles --create --root="+th.Root+" "+TmpfilesPath) {
+	if got := th.cmds.lines(); !contains(got, "systemd-tmpfiles --create --root="+th.Root+" "+TmpfilesPath) {
 		t.Errorf("tmpfiles not run: %q", got)
 	}
 	if th.current() != 1 {
@@ -446,7 +446,7 @@ files:
 		t.Errorf("revert did not stop the failed unit: %q", calls)
 	}
 	// The unit's diagnostics came through the command seam.
-	if cmds := strings.Join(th.cmds.Commands(), "\n"); !strings.Contains(cmds, "journalctl -u bad.service -n 20 --no-pager -o cat") {
+	if cmds := strings.Join(th.cmds.lines(), "\n"); !strings.Contains(cmds, "journalctl -u bad.service -n 20 --no-pager -o cat") {
 		t.Errorf("journal not read: %s", cmds)
 	}
 }
@@ -526,8 +526,8 @@ files:
     group: hello
 `
 	th.apply(cfg)
-	cmds := th.cmds.Commands()
-	if !contains(cmds, "groupadd --system --gid 950 hello") || !contains(cmds, "useradd --system --uid 950 --gid hello --home-dir /srv/hello --no-create-home --shell /usr/sbin/nologin hello") {
+	cmds := th.cmds.lines()
+	if !contains(cmds, "groupadd --prefix "+th.Root+" --system --gid 950 hello") || !contains(cmds, "useradd --prefix "+th.Root+" --system --uid 950 --gid hello --home-dir /srv/hello --no-create-home --shell /usr/sbin/nologin hello") {
 		t.Errorf("account commands %q", cmds)
 	}
 	for _, c := range cmds {
@@ -538,10 +538,10 @@ files:
 	if d, _ := inspect(th.path("/etc/hello/secret.ini")); d.UID != 950 || d.GID != 950 {
 		t.Errorf("owner %d:%d, want 950:950", d.UID, d.GID)
 	}
-	th.cmds.Calls = nil
+	th.cmds.Recorder.Commands = nil
 	th.apply(cfg)
-	if len(th.cmds.Commands()) != 0 {
-		t.Errorf("second apply ran %q", th.cmds.Commands())
+	if len(th.cmds.lines()) != 0 {
+		t.Errorf("second apply ran %q", th.cmds.lines())
 	}
 }
 

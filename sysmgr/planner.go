@@ -39,178 +39,43 @@ type fileOp struct {
 }
 
 func (h *Host) plan(in *planInput) (*Plan, error) {
-	p := &Plan{From: in.from.Number, To: in.to.Number}
-	want := in.to.EntryMap()
-	prev := in.from.EntryMap()
-	var (
-		accountOps, stopOps, backupOps, restoreOps, secretOps, unitOps []Op
-		fileOps                                                        []fileOp
-		claims, implicitClaims, releases                               []string
-		unitFilesChanged, tmpfilesChanged                              bool
-	)
-	touch := func(p string) {
-		if strings.HasPrefix(p, UnitDir+"/") {
-			unitFilesChanged = true
-		}
-		if p == TmpfilesPath {
-			tmpfilesChanged = true
-		}
-	}
+	pl := &planner{h: h, in: in, p: &Plan{From: in.from.Number, To: in.to.Number},
+		want: in.to.EntryMap(), prev: in.from.EntryMap(), needed: map[string]bool{}, implicitNew: map[string]bool{}}
 	for _, g := range in.to.Groups {
 		if !in.acct.hasGroup(g.Name) {
-			accountOps = append(accountOps, Op{Kind: OpAddGroup, Name: g.Name})
+			pl.accountOps = append(pl.accountOps, Op{Kind: OpAddGroup, Name: g.Name})
 		}
 	}
 	for _, u := range in.to.Users {
 		if !in.acct.hasUser(u.Name) {
-			accountOps = append(accountOps, Op{Kind: OpAddUser, Name: u.Name})
+			pl.accountOps = append(pl.accountOps, Op{Kind: OpAddUser, Name: u.Name})
 		}
 	}
-
 	// Ancestors of wanted paths stay, even when nivis made them.
-	needed := map[string]bool{}
 	for _, e := range in.to.Entries {
 		for d := path.Dir(e.Path); d != "/" && d != "."; d = path.Dir(d) {
-			needed[d] = true
+			pl.needed[d] = true
 		}
 	}
-	implicitNew := map[string]bool{}
-	conflict := func(e *Entry, d *onDisk, hint string) {
-		p.Conflicts = append(p.Conflicts, Conflict{Path: e.Path, Found: d.describe(), Wanted: wantDescribe(e), Hint: hint})
-	}
-	addWrite := func(e *Entry, reason string) {
-		kind := OpWrite
-		if e.Type == TypeDir {
-			kind = OpMkdir
-		}
-		fileOps = append(fileOps, fileOp{Op: Op{Kind: kind, Path: e.Path, Entry: e, Reason: reason}, prio: 1})
-		touch(e.Path)
-	}
-
 	for i := range in.to.Entries {
-		e := &in.to.Entries[i]
-		// Parents that are missing are made (and owned) by nivis.
-		for d := path.Dir(e.Path); d != "/" && d != "."; d = path.Dir(d) {
-			if w := want[d]; w != nil && w.Type == TypeDir {
-				break
-			}
-			dd, err := inspect(h.path(d))
-			if err != nil {
-				return nil, err
-			}
-			if dd.Kind == "dir" {
-				break
-			}
-			if dd.Kind != "" {
-				p.Conflicts = append(p.Conflicts, Conflict{Path: d, Found: dd.describe(), Wanted: "a directory (parent of " + e.Path + ")", Hint: "move it away"})
-				break
-			}
-			implicitNew[d] = true
-		}
-		disk, err := inspect(h.path(e.Path))
-		if err != nil {
+		if err := pl.entry(&in.to.Entries[i]); err != nil {
 			return nil, err
 		}
-		same, err := sameContent(disk, e)
-		if err != nil {
-			return nil, err
-		}
-		metaOK := h.metaMatches(disk, e, in.acct)
-		owned := in.ledger.Paths[e.Path]
-		switch {
-		case owned == nil && disk.Kind == "":
-			claims = append(claims, e.Path)
-			addWrite(e, "new")
-		case owned == nil:
-			switch {
-			case e.Type == TypeDir && disk.Kind == "dir":
-				// An existing directory is adopted, never removed later.
-				backupOps = append(backupOps, Op{Kind: OpBackup, Path: e.Path, Reason: "existing directory adopted"})
-				if !metaOK {
-					fileOps = append(fileOps, fileOp{Op: Op{Kind: OpSetMeta, Path: e.Path, Entry: e, Reason: "mode or owner"}, prio: 1})
-				}
-			case e.Type == TypeDir || disk.Kind == "dir" || disk.Kind == "other":
-				conflict(e, disk, "nivis replaces only files and symlinks; move it away")
-			case same:
-				// Identical content: keep the original aside anyway, so
-				// removing the entry later gives back exactly what was there.
-				backupOps = append(backupOps, Op{Kind: OpBackup, Path: e.Path, Reason: "identical unmanaged file adopted"})
-				if !metaOK {
-					fileOps = append(fileOps, fileOp{Op: Op{Kind: OpSetMeta, Path: e.Path, Entry: e, Reason: "mode or owner"}, prio: 1})
-					touch(e.Path)
-				}
-			case e.OnConflict == ConflictBackup || in.forceBackup:
-				backupOps = append(backupOps, Op{Kind: OpBackup, Path: e.Path, Reason: "unmanaged original kept"})
-				addWrite(e, "replaces an unmanaged file, original kept")
-			case e.OnConflict == ConflictOverwrite:
-				claims = append(claims, e.Path)
-				addWrite(e, "overwrites an unmanaged file")
-			default:
-				hint := "set onConflict: backup (keep and restore it later) or overwrite, or remove it"
-				if e.Unit != "" {
-					hint = "a unit file nivis did not write is there; remove it or drop the unit from the config"
-				}
-				conflict(e, disk, hint)
-			}
-		default:
-			reason := "changed"
-			if old := prev[e.Path]; old != nil && sameDeclared(old, e) {
-				reason = "drift: edited on the host"
-			}
-			switch {
-			case disk.Kind == "":
-				addWrite(e, "missing on the host")
-			case e.Type == TypeDir && disk.Kind != "dir", e.Type != TypeDir && disk.Kind == "dir":
-				// The entry changed type: take the old one away first.
-				fileOps = append(fileOps, fileOp{Op: Op{Kind: OpRemove, Path: e.Path, Reason: "type changes"}, prio: 0})
-				addWrite(e, "type changes")
-			case !same:
-				if strings.HasPrefix(reason, "drift") {
-					p.Drift = append(p.Drift, e.Path)
-				}
-				addWrite(e, reason)
-			case !metaOK:
-				if strings.HasPrefix(reason, "drift") {
-					p.Drift = append(p.Drift, e.Path+" (mode or owner)")
-					reason = "drift: mode or owner changed on the host"
-				}
-				fileOps = append(fileOps, fileOp{Op: Op{Kind: OpSetMeta, Path: e.Path, Entry: e, Reason: reason}, prio: 1})
-				touch(e.Path)
-			}
-		}
 	}
-	for d := range implicitNew {
-		implicitClaims = append(implicitClaims, d)
-		fileOps = append(fileOps, fileOp{Op: Op{Kind: OpMkdir, Path: d, Reason: "parent directory"}, prio: 1})
-		touch(d)
+	for d := range pl.implicitNew {
+		pl.implicitClaims = append(pl.implicitClaims, d)
+		pl.fileOps = append(pl.fileOps, fileOp{Op: Op{Kind: OpMkdir, Path: d, Reason: "parent directory"}, prio: 1})
+		pl.touch(d)
 	}
-	sort.SliceStable(fileOps, func(i, j int) bool {
-		if fileOps[i].Path != fileOps[j].Path {
-			return fileOps[i].Path < fileOps[j].Path
+	sort.SliceStable(pl.fileOps, func(i, j int) bool {
+		if pl.fileOps[i].Path != pl.fileOps[j].Path {
+			return pl.fileOps[i].Path < pl.fileOps[j].Path
 		}
-		return fileOps[i].prio < fileOps[j].prio
+		return pl.fileOps[i].prio < pl.fileOps[j].prio
 	})
 
-	// What nivis owns and no longer wants goes, children first; originals
-	// come back.
-	var owned []string
-	for q := range in.ledger.Paths {
-		owned = append(owned, q)
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(owned)))
-	for _, q := range owned {
-		if want[q] != nil || needed[q] {
-			continue
-		}
-		touch(q)
-		if in.ledger.Paths[q].Backup != nil {
-			restoreOps = append(restoreOps, Op{Kind: OpRestore, Path: q, Reason: "no longer managed; original restored"})
-			continue
-		}
-		restoreOps = append(restoreOps, Op{Kind: OpRemove, Path: q, Reason: "no longer managed"})
-		releases = append(releases, q)
-	}
-
+	pl.removals()
+	var secretOps []Op
 	if in.secrets != nil {
 		ops, err := h.planSecrets(in)
 		if err != nil {
@@ -218,36 +83,194 @@ func (h *Host) plan(in *planInput) (*Plan, error) {
 		}
 		secretOps = ops
 	}
-
 	stopOps, unitOps, reload := planUnits(in)
 	if len(stopOps)+len(unitOps) > 0 {
 		reload = true
 	}
+	pl.assemble(stopOps, secretOps, unitOps, reload)
+	return pl.p, nil
+}
 
+// planner collects a plan's ops by kind while it walks the entries.
+type planner struct {
+	h                                 *Host
+	in                                *planInput
+	p                                 *Plan
+	want, prev                        map[string]*Entry
+	needed, implicitNew               map[string]bool
+	accountOps, backupOps, restoreOps []Op
+	fileOps                           []fileOp
+	claims, implicitClaims, releases  []string
+	unitFilesChanged, tmpfilesChanged bool
+}
+
+func (pl *planner) touch(p string) {
+	if strings.HasPrefix(p, UnitDir+"/") {
+		pl.unitFilesChanged = true
+	}
+	if p == TmpfilesPath {
+		pl.tmpfilesChanged = true
+	}
+}
+
+func (pl *planner) conflict(e *Entry, d *onDisk, hint string) {
+	pl.p.Conflicts = append(pl.p.Conflicts, Conflict{Path: e.Path, Found: d.describe(), Wanted: wantDescribe(e), Hint: hint})
+}
+
+func (pl *planner) addWrite(e *Entry, reason string) {
+	kind := OpWrite
+	if e.Type == TypeDir {
+		kind = OpMkdir
+	}
+	pl.fileOps = append(pl.fileOps, fileOp{Op: Op{Kind: kind, Path: e.Path, Entry: e, Reason: reason}, prio: 1})
+	pl.touch(e.Path)
+}
+
+// entry plans one wanted entry against the disk and the ledger.
+func (pl *planner) entry(e *Entry) error {
+	h, in, p := pl.h, pl.in, pl.p
+	// Parents that are missing are made (and owned) by nivis.
+	for d := path.Dir(e.Path); d != "/" && d != "."; d = path.Dir(d) {
+		if w := pl.want[d]; w != nil && w.Type == TypeDir {
+			break
+		}
+		dd, err := inspect(h.path(d))
+		if err != nil {
+			return err
+		}
+		if dd.Kind == "dir" {
+			break
+		}
+		if dd.Kind != "" {
+			p.Conflicts = append(p.Conflicts, Conflict{Path: d, Found: dd.describe(), Wanted: "a directory (parent of " + e.Path + ")", Hint: "move it away"})
+			break
+		}
+		pl.implicitNew[d] = true
+	}
+	disk, err := inspect(h.path(e.Path))
+	if err != nil {
+		return err
+	}
+	same, err := sameContent(disk, e)
+	if err != nil {
+		return err
+	}
+	metaOK := h.metaMatches(disk, e, in.acct)
+	owned := in.ledger.Paths[e.Path]
+	switch {
+	case owned == nil && disk.Kind == "":
+		pl.claims = append(pl.claims, e.Path)
+		pl.addWrite(e, "new")
+	case owned == nil:
+		switch {
+		case e.Type == TypeDir && disk.Kind == "dir":
+			// An existing directory is adopted, never removed later.
+			pl.backupOps = append(pl.backupOps, Op{Kind: OpBackup, Path: e.Path, Reason: "existing directory adopted"})
+			if !metaOK {
+				pl.fileOps = append(pl.fileOps, fileOp{Op: Op{Kind: OpSetMeta, Path: e.Path, Entry: e, Reason: "mode or owner"}, prio: 1})
+			}
+		case e.Type == TypeDir || disk.Kind == "dir" || disk.Kind == "other":
+			pl.conflict(e, disk, "nivis replaces only files and symlinks; move it away")
+		case same:
+			// Identical content: keep the original aside anyway, so
+			// removing the entry later gives back exactly what was there.
+			pl.backupOps = append(pl.backupOps, Op{Kind: OpBackup, Path: e.Path, Reason: "identical unmanaged file adopted"})
+			if !metaOK {
+				pl.fileOps = append(pl.fileOps, fileOp{Op: Op{Kind: OpSetMeta, Path: e.Path, Entry: e, Reason: "mode or owner"}, prio: 1})
+				pl.touch(e.Path)
+			}
+		case e.OnConflict == ConflictBackup || in.forceBackup:
+			pl.backupOps = append(pl.backupOps, Op{Kind: OpBackup, Path: e.Path, Reason: "unmanaged original kept"})
+			pl.addWrite(e, "replaces an unmanaged file, original kept")
+		case e.OnConflict == ConflictOverwrite:
+			pl.claims = append(pl.claims, e.Path)
+			pl.addWrite(e, "overwrites an unmanaged file")
+		default:
+			hint := "set onConflict: backup (keep and restore it later) or overwrite, or remove it"
+			if e.Unit != "" {
+				hint = "a unit file nivis did not write is there; remove it or drop the unit from the config"
+			}
+			pl.conflict(e, disk, hint)
+		}
+	default:
+		reason := "changed"
+		if old := pl.prev[e.Path]; old != nil && sameDeclared(old, e) {
+			reason = "drift: edited on the host"
+		}
+		switch {
+		case disk.Kind == "":
+			pl.addWrite(e, "missing on the host")
+		case e.Type == TypeDir && disk.Kind != "dir", e.Type != TypeDir && disk.Kind == "dir":
+			// The entry changed type: take the old one away first.
+			pl.fileOps = append(pl.fileOps, fileOp{Op: Op{Kind: OpRemove, Path: e.Path, Reason: "type changes"}, prio: 0})
+			pl.addWrite(e, "type changes")
+		case !same:
+			if strings.HasPrefix(reason, "drift") {
+				p.Drift = append(p.Drift, e.Path)
+			}
+			pl.addWrite(e, reason)
+		case !metaOK:
+			if strings.HasPrefix(reason, "drift") {
+				p.Drift = append(p.Drift, e.Path+" (mode or owner)")
+				reason = "drift: mode or owner changed on the host"
+			}
+			pl.fileOps = append(pl.fileOps, fileOp{Op: Op{Kind: OpSetMeta, Path: e.Path, Entry: e, Reason: reason}, prio: 1})
+			pl.touch(e.Path)
+		}
+	}
+	return nil
+}
+
+// removals plans what nivis owns and no longer wants: it goes, children
+// first; originals come back.
+func (pl *planner) removals() {
+	in := pl.in
+	var owned []string
+	for q := range in.ledger.Paths {
+		owned = append(owned, q)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(owned)))
+	for _, q := range owned {
+		if pl.want[q] != nil || pl.needed[q] {
+			continue
+		}
+		pl.touch(q)
+		if in.ledger.Paths[q].Backup != nil {
+			pl.restoreOps = append(pl.restoreOps, Op{Kind: OpRestore, Path: q, Reason: "no longer managed; original restored"})
+			continue
+		}
+		pl.restoreOps = append(pl.restoreOps, Op{Kind: OpRemove, Path: q, Reason: "no longer managed"})
+		pl.releases = append(pl.releases, q)
+	}
+}
+
+// assemble puts the ops in execution order.
+func (pl *planner) assemble(stopOps, secretOps, unitOps []Op, reload bool) {
+	p, in := pl.p, pl.in
 	// Assemble in execution order.
-	p.Ops = append(p.Ops, accountOps...)
+	p.Ops = append(p.Ops, pl.accountOps...)
 	p.Ops = append(p.Ops, stopOps...)
-	p.Ops = append(p.Ops, backupOps...)
-	if len(claims) > 0 {
-		sort.Strings(claims)
-		p.Ops = append(p.Ops, Op{Kind: OpClaim, Paths: claims})
+	p.Ops = append(p.Ops, pl.backupOps...)
+	if len(pl.claims) > 0 {
+		sort.Strings(pl.claims)
+		p.Ops = append(p.Ops, Op{Kind: OpClaim, Paths: pl.claims})
 	}
-	if len(implicitClaims) > 0 {
-		sort.Strings(implicitClaims)
-		p.Ops = append(p.Ops, Op{Kind: OpClaim, Paths: implicitClaims, Implicit: true, Reason: "parent directories"})
+	if len(pl.implicitClaims) > 0 {
+		sort.Strings(pl.implicitClaims)
+		p.Ops = append(p.Ops, Op{Kind: OpClaim, Paths: pl.implicitClaims, Implicit: true, Reason: "parent directories"})
 	}
-	for _, f := range fileOps {
+	for _, f := range pl.fileOps {
 		p.Ops = append(p.Ops, f.Op)
 	}
-	p.Ops = append(p.Ops, restoreOps...)
-	if len(releases) > 0 {
-		p.Ops = append(p.Ops, Op{Kind: OpRelease, Paths: releases})
+	p.Ops = append(p.Ops, pl.restoreOps...)
+	if len(pl.releases) > 0 {
+		p.Ops = append(p.Ops, Op{Kind: OpRelease, Paths: pl.releases})
 	}
 	p.Ops = append(p.Ops, secretOps...)
-	if reload || unitFilesChanged {
+	if reload || pl.unitFilesChanged {
 		p.Ops = append(p.Ops, Op{Kind: OpDaemonReload})
 	}
-	if tmpfilesChanged && want[TmpfilesPath] != nil {
+	if pl.tmpfilesChanged && pl.want[TmpfilesPath] != nil {
 		p.Ops = append(p.Ops, Op{Kind: OpTmpfiles, Path: TmpfilesPath})
 	}
 	p.Ops = append(p.Ops, unitOps...)
@@ -264,7 +287,6 @@ func (h *Host) plan(in *planInput) (*Plan, error) {
 	if in.to.Number != in.from.Number {
 		p.Ops = append(p.Ops, Op{Kind: OpSwitch, Generation: in.to.Number})
 	}
-	return p, nil
 }
 
 // planUnits decides, per unit, what systemd must do; stops come before any

@@ -6,12 +6,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/nivis/nivis/internal/command"
 )
 
 // Systemd is the seam to the service manager: the real one speaks D-Bus,
@@ -177,119 +178,57 @@ func (d *DBusSystemd) State(ctx context.Context, unit string) (UnitStatus, error
 	return UnitStatus{Load: str("LoadState"), Active: str("ActiveState"), Sub: str("SubState")}, nil
 }
 
-// RecordedSystemd drives nothing: it records every call and keeps a
-// pretend state, for a Root that is not the running system. Fail makes a
-// unit's start or restart end with the given job result, as a unit that
-// cannot start would.
-type RecordedSystemd struct {
-	// Log, when set, also gets one line per call (a file in the tree).
+// TreeSystemd is the service manager of a --root tree: none runs there, so
+// every call is only written, one line each, to Log (DIR/var/lib/nivis/
+// systemd-calls.log) and every unit reads as not running.
+type TreeSystemd struct {
 	Log string
-
-	mu     sync.Mutex
-	Calls  []string
-	Active map[string]bool
-	Fail   map[string]string
+	mu  sync.Mutex
 }
 
-func (r *RecordedSystemd) record(call string) {
-	r.Calls = append(r.Calls, call)
-	if r.Log != "" {
-		if f, err := os.OpenFile(r.Log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
-			fmt.Fprintln(f, call)
-			f.Close()
-		}
+func (t *TreeSystemd) record(call string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f, err := os.OpenFile(t.Log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
 	}
-	if r.Active == nil {
-		r.Active = map[string]bool{}
-	}
-}
-
-func (r *RecordedSystemd) jobCall(verb, unit string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.record(verb + " " + unit)
-	switch verb {
-	case "stop":
-		r.Active[unit] = false
-	case "try-restart":
-		if !r.Active[unit] {
-			return nil
-		}
-		fallthrough
-	case "start", "restart":
-		if res, bad := r.Fail[unit]; bad {
-			r.Active[unit] = false
-			return &JobError{Unit: unit, Verb: verb, Result: res}
-		}
-		r.Active[unit] = true
-	}
-	return nil
+	fmt.Fprintln(f, call)
+	return f.Close()
 }
 
 // DaemonReload records a reload.
-func (r *RecordedSystemd) DaemonReload(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.record("daemon-reload")
-	return nil
-}
+func (t *TreeSystemd) DaemonReload(ctx context.Context) error { return t.record("daemon-reload") }
 
 // Start records a start.
-func (r *RecordedSystemd) Start(ctx context.Context, u string) error { return r.jobCall("start", u) }
+func (t *TreeSystemd) Start(ctx context.Context, u string) error { return t.record("start " + u) }
 
 // Stop records a stop.
-func (r *RecordedSystemd) Stop(ctx context.Context, u string) error { return r.jobCall("stop", u) }
+func (t *TreeSystemd) Stop(ctx context.Context, u string) error { return t.record("stop " + u) }
 
 // Restart records a restart.
-func (r *RecordedSystemd) Restart(ctx context.Context, u string) error {
-	return r.jobCall("restart", u)
-}
+func (t *TreeSystemd) Restart(ctx context.Context, u string) error { return t.record("restart " + u) }
 
 // TryRestart records a try-restart.
-func (r *RecordedSystemd) TryRestart(ctx context.Context, u string) error {
-	return r.jobCall("try-restart", u)
+func (t *TreeSystemd) TryRestart(ctx context.Context, u string) error {
+	return t.record("try-restart " + u)
 }
 
 // Reload records a reload.
-func (r *RecordedSystemd) Reload(ctx context.Context, u string) error { return r.jobCall("reload", u) }
+func (t *TreeSystemd) Reload(ctx context.Context, u string) error { return t.record("reload " + u) }
 
 // ResetFailed records a reset-failed.
-func (r *RecordedSystemd) ResetFailed(ctx context.Context, u string) error {
-	return r.jobCall("reset-failed", u)
+func (t *TreeSystemd) ResetFailed(ctx context.Context, u string) error {
+	return t.record("reset-failed " + u)
 }
 
-// State reports the pretend state.
-func (r *RecordedSystemd) State(ctx context.Context, u string) (UnitStatus, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.Active[u] {
-		return UnitStatus{Load: "loaded", Active: "active", Sub: "running"}, nil
-	}
-	if _, bad := r.Fail[u]; bad {
-		return UnitStatus{Load: "loaded", Active: "failed", Sub: "failed"}, nil
-	}
+// State says what is true of a tree: nothing runs in it.
+func (t *TreeSystemd) State(ctx context.Context, u string) (UnitStatus, error) {
 	return UnitStatus{Load: "loaded", Active: "inactive", Sub: "dead"}, nil
 }
 
-// Running lists the units the pretend systemd has running, sorted.
-func (r *RecordedSystemd) Running() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for u, on := range r.Active {
-		if on {
-			out = append(out, u)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// TakeCalls returns and clears the recorded calls.
-func (r *RecordedSystemd) TakeCalls() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c := r.Calls
-	r.Calls = nil
-	return c
+// StartTransient records the transient unit (the confirm watcher) systemd
+// would run; in a tree nothing watches the window.
+func (t *TreeSystemd) StartTransient(ctx context.Context, argv []string) error {
+	return t.record("run " + command.Quote(argv))
 }

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/config"
 )
 
@@ -34,7 +36,7 @@ func requireRoot(t *testing.T) {
 type testHost struct {
 	*Host
 	sd   *RecordedSystemd
-	cmds *RecordedCommands
+	cmds *testCommands
 	t    *testing.T
 }
 
@@ -53,13 +55,88 @@ func newTestHost(t *testing.T) *testHost {
 // attachHost makes another Host on the same root and pretend systemd, as
 // a second agent process on the same machine would be.
 func attachHost(t *testing.T, root string, sd *RecordedSystemd) *testHost {
-	cmds := &RecordedCommands{Root: root, Output: map[string]string{
-		"systemctl":  "● unit - status from the recorded systemctl\n   Active: failed (Result: exit-code)",
-		"journalctl": "line 1 of the unit's journal\nline 2: the service crashed",
-	}}
+	cmds := recordCommands(root)
 	th := &testHost{Host: &Host{Root: root, Systemd: sd, Cmd: cmds, ProbeSystemd: true}, sd: sd, cmds: cmds, t: t}
 	th.StartWatcher = func(ctx context.Context, p *Pending) error { return nil }
 	return th
+}
+
+// testCommands records commands; useradd and groupadd are mirrored into
+// the tree's /etc (a real useradd --prefix leaves passwd- backups that
+// would show in the tests' snapshots), diagnostics answer canned output.
+type testCommands struct{ *command.Recorder }
+
+func recordCommands(root string) *testCommands {
+	output := map[string]string{
+		"systemctl":  "● unit - status from the recorded systemctl\n   Active: failed (Result: exit-code)",
+		"journalctl": "line 1 of the unit's journal\nline 2: the service crashed",
+	}
+	return &testCommands{&command.Recorder{Reply: func(ctx context.Context, c command.Command) ([]byte, error) {
+		switch c.Argv[0] {
+		case "groupadd":
+			return nil, addAccountLine(root, "/etc/group", c.Argv)
+		case "useradd":
+			return nil, addAccountLine(root, "/etc/passwd", c.Argv)
+		}
+		return []byte(output[c.Argv[0]]), nil
+	}}}
+}
+
+// lines returns the recorded argv, joined by spaces.
+func (c *testCommands) lines() []string {
+	var out []string
+	for _, cmd := range c.Recorder.Commands {
+		out = append(out, strings.Join(cmd.Argv, " "))
+	}
+	return out
+}
+
+// addAccountLine appends the account argv adds (its last word) to file.
+func addAccountLine(root, file string, argv []string) error {
+	name := argv[len(argv)-1]
+	p := filepath.Join(root, file)
+	ids, err := readIDs(p)
+	if err != nil {
+		return err
+	}
+	id := 900
+	for _, v := range ids {
+		if v >= id {
+			id = v + 1
+		}
+	}
+	for i, a := range argv {
+		if (a == "--uid" || a == "--gid") && i+1 < len(argv) {
+			if n, err := strconv.Atoi(argv[i+1]); err == nil && (a == "--uid" || argv[0] == "groupadd") {
+				id = n
+			}
+		}
+	}
+	line := fmt.Sprintf("%s:x:%d:", name, id)
+	if argv[0] == "useradd" {
+		line = fmt.Sprintf("%s:x:%d:%d::/nonexistent:/usr/sbin/nologin", name, id, id)
+	}
+	if err := appendLine(p, line); err != nil {
+		return err
+	}
+	for _, a := range argv {
+		if a == "--user-group" { // the user's own group too
+			return appendLine(filepath.Join(root, "/etc/group"), fmt.Sprintf("%s:x:%d:", name, id))
+		}
+	}
+	return nil
+}
+
+func appendLine(p, line string) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(f, line)
+	return f.Close()
 }
 
 // bundle parses a Services config written in YAML (validated like a file).

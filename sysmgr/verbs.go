@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nivis/nivis/internal/agent"
+	"github.com/nivis/nivis/internal/command"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Handlers are the agent verbs this package serves.
@@ -58,28 +60,40 @@ func Handlers() []agent.Handler {
 // must not kill the agent halfway; the journal covers a real kill.
 func keepRunning() { signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE) }
 
-// NewHost returns the Host for root: the running system ("" or "/") is
-// driven over D-Bus and real commands; any other root is a tree whose
-// systemd calls and commands are recorded in files under its state dir.
+// NewHost returns the Host for root. Commands are real either way (useradd
+// and groupadd with --prefix, systemd-tmpfiles with --root for a tree);
+// the running system ("" or "/") is driven over D-Bus, while a tree has no
+// service manager: its systemd calls are written to its state dir.
 func NewHost(root string, em *agent.Emitter) *Host {
 	if root == "" {
 		root = "/"
 	}
 	root = filepath.Clean(root)
-	h := &Host{Root: root}
+	log := oplog.New(func(level, line string) {
+		if em != nil {
+			em.Logf(level, "%s", line)
+		}
+	})
+	h := &Host{Root: root, Cmd: command.Exec{Log: log}}
 	if em != nil {
 		h.Emit = em.Emit
 	}
 	if root == "/" {
 		h.Systemd = &DBusSystemd{JobTimeout: 90 * time.Second}
-		h.Cmd = ExecCommands{}
 		h.Settle = 3 * time.Second
 		h.ProbeSystemd = true
 		return h
 	}
 	state := filepath.Join(root, StateDir)
 	_ = os.MkdirAll(state, 0o755)
-	h.Systemd = &RecordedSystemd{Log: filepath.Join(state, "systemd-calls.log")}
-	h.Cmd = &RecordedCommands{Root: root, Log: filepath.Join(state, "commands.log")}
+	sd := &TreeSystemd{Log: filepath.Join(state, "systemd-calls.log")}
+	h.Systemd = sd
+	h.StartWatcher = func(ctx context.Context, p *Pending) error {
+		argv, err := h.watcherArgv(p)
+		if err != nil {
+			return err
+		}
+		return sd.StartTransient(ctx, argv)
+	}
 	return h
 }

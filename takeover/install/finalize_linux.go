@@ -23,6 +23,7 @@ import (
 
 	"github.com/nivis/nivis/internal/carry"
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/unitfile"
 )
 
 // rootFS writes into the target root through os.Root, so a symlink in the
@@ -357,8 +358,8 @@ func findUnit(w *rootFS, unit string) string {
 	return ""
 }
 
-// enableUnit does what `systemctl --root enable` does for plain units: a
-// symlink per WantedBy/RequiredBy, one per Alias, and the Also units.
+// enableUnit does what `systemctl --root enable` does: a symlink per
+// WantedBy/RequiredBy/UpheldBy, one per Alias, and the Also units.
 func enableUnit(w *rootFS, unit string, seen map[string]bool) ([]string, error) {
 	if seen[unit] {
 		return nil, nil
@@ -373,34 +374,12 @@ func enableUnit(w *rootFS, unit string, seen map[string]bool) ([]string, error) 
 		return nil, err
 	}
 	target := "/" + p
-	var links, also []string
-	section := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "[") {
-			section = l
-			continue
-		}
-		if section != "[Install]" {
-			continue
-		}
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			continue
-		}
-		for _, name := range strings.Fields(v) {
-			switch strings.TrimSpace(k) {
-			case "WantedBy":
-				links = append(links, "etc/systemd/system/"+name+".wants/"+unit)
-			case "RequiredBy":
-				links = append(links, "etc/systemd/system/"+name+".requires/"+unit)
-			case "Alias":
-				links = append(links, "etc/systemd/system/"+name)
-			case "Also":
-				also = append(also, name)
-			}
-		}
+	uf := unitfile.Parse(string(b))
+	var links []string
+	for l := range uf.InstallLinks("etc/systemd/system", unit, target) {
+		links = append(links, l)
 	}
+	sort.Strings(links)
 	var done []string
 	for _, l := range links {
 		if err := w.r.MkdirAll(path.Dir(l), 0o755); err != nil {
@@ -415,7 +394,7 @@ func enableUnit(w *rootFS, unit string, seen map[string]bool) ([]string, error) 
 		}
 		done = append(done, "/"+l)
 	}
-	for _, a := range also {
+	for _, a := range uf.Also() {
 		more, err := enableUnit(w, a, seen)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return done, err

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"strings"
 
@@ -30,10 +31,7 @@ func (g *Globals) Confirm(question, want string) error {
 }
 
 func newConfirmCmd(g *Globals) *cobra.Command {
-	var (
-		hf  hostFlags
-		gen int
-	)
+	var o confirmOptions
 	cmd := &cobra.Command{
 		Use:   "confirm TARGET",
 		Short: "Keep a sysmgr generation that is waiting for confirmation (after apply --try)",
@@ -43,27 +41,32 @@ rolls back when the window closes. It exits 5 when the generation was already
 rolled back.`,
 		Example: `  nivis apply root@web1 -c services.yaml --try
   nivis confirm root@web1`,
-		Args: hf.args("confirm"),
+		Args: o.hf.args("confirm"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			h, err := hf.open(ctx, g, firstArg(args))
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			var res sysmgr.ConfirmResult
-			if err := h.call(ctx, sysmgr.VerbConfirm.Name, &sysmgr.ConfirmRequest{Root: hf.root, Generation: gen}, &res); err != nil {
-				return err
-			}
-			if res.Already {
-				fmt.Fprintf(g.Stdout, "%s: nothing waits for confirmation; generation %d is current\n", h.name, res.Generation)
-			} else {
-				fmt.Fprintf(g.Stdout, "%s: generation %d confirmed and kept\n", h.name, res.Generation)
-			}
-			return nil
+			o.target = firstArg(args)
+			return g.runConfirm(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().IntVar(&gen, "generation", 0, "the generation to confirm (default: whichever waits)")
-	hf.add(cmd)
+	cmd.Flags().IntVar(&o.gen, "generation", 0, "the generation to confirm (default: whichever waits)")
+	o.hf.add(cmd)
 	return cmd
+}
+
+type confirmOptions struct {
+	hf     hostFlags
+	target string
+	gen    int
+}
+
+func (g *Globals) runConfirm(ctx context.Context, o confirmOptions) error {
+	res, err := callHost(ctx, g, o.hf, o.target, sysmgr.VerbConfirm, &sysmgr.ConfirmRequest{Root: o.hf.root, Generation: o.gen})
+	if err != nil {
+		return err
+	}
+	if res.Already {
+		fmt.Fprintf(g.Stdout, "%s: nothing waits for confirmation; generation %d is current\n", o.target, res.Generation)
+	} else {
+		fmt.Fprintf(g.Stdout, "%s: generation %d confirmed and kept\n", o.target, res.Generation)
+	}
+	return nil
 }

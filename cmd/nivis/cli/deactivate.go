@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -9,7 +10,7 @@ import (
 )
 
 func newDeactivateCmd(g *Globals) *cobra.Command {
-	var hf hostFlags
+	var o rootOptions
 	cmd := &cobra.Command{
 		Use:   "deactivate TARGET",
 		Short: "Stop and remove everything nivis manages on a host and restore the originals it kept",
@@ -20,33 +21,37 @@ belong to them). Generations stay until gc, so a later rollback can bring the
 configuration back.`,
 		Example: `  nivis deactivate root@web1 --yes
   nivis deactivate --local`,
-		Args: hf.args("deactivate"),
+		Args: o.hf.args("deactivate"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			target := firstArg(args)
-			if err := g.Confirm(fmt.Sprintf("deactivate stops and removes everything nivis manages on %s", target), target); err != nil {
-				return err
-			}
-			h, err := hf.open(ctx, g, target)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			var res sysmgr.ApplyResult
-			err = h.call(ctx, sysmgr.VerbDeactivate.Name, &sysmgr.RootRequest{Root: hf.root}, &res)
-			if res.Plan != nil {
-				fmt.Fprint(g.Stdout, res.Plan.String())
-			}
-			for _, n := range res.Recovered {
-				fmt.Fprintf(g.Stdout, "note: %s\n", n)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.Stdout, "%s: deactivated (was generation %d, %d changes)\n", h.name, res.Previous, res.Changes)
-			return nil
+			o.target = firstArg(args)
+			return g.runDeactivate(cmd.Context(), o)
 		},
 	}
-	hf.add(cmd)
+	o.hf.add(cmd)
 	return cmd
+}
+
+// rootOptions are the flags of a verb that only names its host.
+type rootOptions struct {
+	hf     hostFlags
+	target string
+	asJSON bool
+}
+
+func (g *Globals) runDeactivate(ctx context.Context, o rootOptions) error {
+	if err := g.Confirm(fmt.Sprintf("deactivate stops and removes everything nivis manages on %s", o.target), o.target); err != nil {
+		return err
+	}
+	res, err := callHost(ctx, g, o.hf, o.target, sysmgr.VerbDeactivate, &sysmgr.RootRequest{Root: o.hf.root})
+	if err != nil {
+		return err
+	}
+	if res.Plan != nil {
+		fmt.Fprint(g.Stdout, res.Plan.String())
+	}
+	for _, n := range res.Recovered {
+		fmt.Fprintf(g.Stdout, "note: %s\n", n)
+	}
+	fmt.Fprintf(g.Stdout, "%s: deactivated (was generation %d, %d changes)\n", o.target, res.Previous, res.Changes)
+	return nil
 }

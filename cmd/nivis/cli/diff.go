@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -11,11 +11,7 @@ import (
 )
 
 func newDiffCmd(g *Globals) *cobra.Command {
-	var (
-		hf           hostFlags
-		file         string
-		asJSON, exit bool
-	)
+	var o diffOptions
 	cmd := &cobra.Command{
 		Use:   "diff TARGET -c services.yaml",
 		Short: "Show what apply would change on a host: the plan, conflicts and drift",
@@ -26,48 +22,51 @@ files in the way) and drift (managed files edited on the host since nivis wrote
 them; apply overwrites them). Nothing on the host changes.`,
 		Example: `  nivis diff root@web1 -c services.yaml
   nivis diff --local -c services.yaml --json`,
-		Args: hf.args("diff"),
+		Args: o.hf.args("diff"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if file == "" {
-				return exitcode.Errorf(exitcode.Usage, "diff needs -c services.yaml")
-			}
-			ctx := cmd.Context()
-			bundle, _, err := g.loadServices(file)
-			if err != nil {
-				return err
-			}
-			h, err := hf.open(ctx, g, firstArg(args))
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			var res sysmgr.DiffResult
-			if err := h.call(ctx, sysmgr.VerbDiff.Name, &sysmgr.DiffRequest{Root: hf.root, Bundle: bundle}, &res); err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(g.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprint(g.Stdout, res.Plan.String())
-			}
-			if len(res.Plan.Conflicts) > 0 {
-				return exitcode.Errorf(exitcode.Precondition, "%d conflicts: apply would refuse", len(res.Plan.Conflicts))
-			}
-			if exit && !res.Plan.Empty() {
-				return exitcode.Errorf(exitcode.Failure, "the host differs from the config (%d changes)", res.Plan.Changes())
-			}
-			return nil
+			o.target = firstArg(args)
+			return g.runDiff(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVarP(&file, "config", "c", "", "the Services config (YAML or JSON)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
-	cmd.Flags().BoolVar(&exit, "exit-code", false, "exit 1 when the host differs from the config")
-	hf.add(cmd)
+	cmd.Flags().StringVarP(&o.file, "config", "c", "", "the Services config (YAML or JSON)")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&o.exit, "exit-code", false, "exit 1 when the host differs from the config")
+	o.hf.add(cmd)
 	return cmd
+}
+
+type diffOptions struct {
+	hf           hostFlags
+	target, file string
+	asJSON, exit bool
+}
+
+func (g *Globals) runDiff(ctx context.Context, o diffOptions) error {
+	if o.file == "" {
+		return exitcode.Errorf(exitcode.Usage, "diff needs -c services.yaml")
+	}
+	bundle, _, err := g.loadServices(o.file)
+	if err != nil {
+		return err
+	}
+	res, err := callHost(ctx, g, o.hf, o.target, sysmgr.VerbDiff, &sysmgr.DiffRequest{Root: o.hf.root, Bundle: bundle})
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		if err := g.printJSONResult(res); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprint(g.Stdout, res.Plan.String())
+	}
+	if len(res.Plan.Conflicts) > 0 {
+		return exitcode.Errorf(exitcode.Precondition, "%d conflicts: apply would refuse", len(res.Plan.Conflicts))
+	}
+	if o.exit && !res.Plan.Empty() {
+		return exitcode.Errorf(exitcode.Failure, "the host differs from the config (%d changes)", res.Plan.Changes())
+	}
+	return nil
 }
 
 // firstArg is the TARGET, or "local" with --local.

@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -10,11 +10,7 @@ import (
 )
 
 func newGCCmd(g *Globals) *cobra.Command {
-	var (
-		hf     hostFlags
-		keep   int
-		asJSON bool
-	)
+	var o gcOptions
 	cmd := &cobra.Command{
 		Use:   "gc TARGET --keep N",
 		Short: "Delete old sysmgr generations and the stored files only they used",
@@ -25,29 +21,31 @@ backup copies nothing refers to any more. Rollback reaches only kept
 generations afterwards.`,
 		Example: `  nivis gc root@web1 --keep 5
   nivis gc --local --keep 1`,
-		Args: hf.args("gc"),
+		Args: o.hf.args("gc"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			h, err := hf.open(ctx, g, firstArg(args))
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			var res sysmgr.GCResult
-			if err := h.call(ctx, sysmgr.VerbGC.Name, &sysmgr.GCRequest{Root: hf.root, Keep: keep}, &res); err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(g.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			fmt.Fprintf(g.Stdout, "%s: removed generations %v, %d store objects (%d bytes), %d stale backups\n", h.name, res.RemovedGenerations, res.RemovedObjects, res.FreedBytes, res.RemovedBackups)
-			return nil
+			o.target = firstArg(args)
+			return g.runGC(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().IntVar(&keep, "keep", 5, "how many of the newest generations to keep")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	hf.add(cmd)
+	cmd.Flags().IntVar(&o.keep, "keep", 5, "how many of the newest generations to keep")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print JSON")
+	o.hf.add(cmd)
 	return cmd
+}
+
+type gcOptions struct {
+	rootOptions
+	keep int
+}
+
+func (g *Globals) runGC(ctx context.Context, o gcOptions) error {
+	res, err := callHost(ctx, g, o.hf, o.target, sysmgr.VerbGC, &sysmgr.GCRequest{Root: o.hf.root, Keep: o.keep})
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		return g.printJSONResult(res)
+	}
+	fmt.Fprintf(g.Stdout, "%s: removed generations %v, %d store objects (%d bytes), %d stale backups\n", o.target, res.RemovedGenerations, res.RemovedObjects, res.FreedBytes, res.RemovedBackups)
+	return nil
 }

@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -12,10 +12,7 @@ import (
 )
 
 func newGenerationsCmd(g *Globals) *cobra.Command {
-	var (
-		hf     hostFlags
-		asJSON bool
-	)
+	var o rootOptions
 	cmd := &cobra.Command{
 		Use:   "generations TARGET",
 		Short: "List the sysmgr generations on a host, the current one marked",
@@ -25,50 +22,47 @@ waiting for confirmation. An activation that was interrupted (the agent was
 killed) is shown too; the next apply converges from it.`,
 		Example: `  nivis generations root@web1
   nivis generations --local --json`,
-		Args: hf.args("generations"),
+		Args: o.hf.args("generations"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			h, err := hf.open(ctx, g, firstArg(args))
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			var res sysmgr.GenerationsResult
-			if err := h.call(ctx, sysmgr.VerbGenerations.Name, &sysmgr.RootRequest{Root: hf.root}, &res); err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(g.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			if len(res.Generations) == 0 {
-				fmt.Fprintln(g.Stdout, "no generations: nivis apply has not run on this host")
-			} else {
-				tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "GEN\tDATE\tFILES\tUNITS\t\tMESSAGE")
-				for _, s := range res.Generations {
-					mark := ""
-					switch {
-					case s.Pending:
-						mark = "(current, awaiting confirmation)"
-					case s.Current:
-						mark = "(current)"
-					}
-					fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\n", s.Number, s.Date.Local().Format(time.DateTime), s.Files, s.Units, mark, s.Message)
-				}
-				tw.Flush()
-			}
-			if res.Pending != nil {
-				fmt.Fprintf(g.Stdout, "generation %d rolls back to %d at %s unless confirmed\n", res.Pending.Generation, res.Pending.Previous, res.Pending.Deadline.Local().Format(time.RFC3339))
-			}
-			if res.Interrupted != "" {
-				fmt.Fprintf(g.Stdout, "interrupted activation: %s; the next apply converges\n", res.Interrupted)
-			}
-			return nil
+			o.target = firstArg(args)
+			return g.runGenerations(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	hf.add(cmd)
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print JSON")
+	o.hf.add(cmd)
 	return cmd
+}
+
+func (g *Globals) runGenerations(ctx context.Context, o rootOptions) error {
+	res, err := callHost(ctx, g, o.hf, o.target, sysmgr.VerbGenerations, &sysmgr.RootRequest{Root: o.hf.root})
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		return g.printJSONResult(res)
+	}
+	if len(res.Generations) == 0 {
+		fmt.Fprintln(g.Stdout, "no generations: nivis apply has not run on this host")
+	} else {
+		tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "GEN\tDATE\tFILES\tUNITS\t\tMESSAGE")
+		for _, s := range res.Generations {
+			mark := ""
+			switch {
+			case s.Pending:
+				mark = "(current, awaiting confirmation)"
+			case s.Current:
+				mark = "(current)"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\n", s.Number, s.Date.Local().Format(time.DateTime), s.Files, s.Units, mark, s.Message)
+		}
+		tw.Flush()
+	}
+	if res.Pending != nil {
+		fmt.Fprintf(g.Stdout, "generation %d rolls back to %d at %s unless confirmed\n", res.Pending.Generation, res.Pending.Previous, res.Pending.Deadline.Local().Format(time.RFC3339))
+	}
+	if res.Interrupted != "" {
+		fmt.Fprintf(g.Stdout, "interrupted activation: %s; the next apply converges\n", res.Interrupted)
+	}
+	return nil
 }

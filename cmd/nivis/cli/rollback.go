@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -9,10 +10,7 @@ import (
 )
 
 func newRollbackCmd(g *Globals) *cobra.Command {
-	var (
-		hf hostFlags
-		to int
-	)
+	var o rollbackOptions
 	cmd := &cobra.Command{
 		Use:   "rollback TARGET [--to N]",
 		Short: "Activate an earlier sysmgr generation (default: the one before the current)",
@@ -22,27 +20,31 @@ requires, and a complete revert if anything fails. Secrets stay as they are
 (they are never stored). A generation waiting for confirmation is dropped.`,
 		Example: `  nivis rollback root@web1
   nivis rollback --local --to 3`,
-		Args: hf.args("rollback"),
+		Args: o.hf.args("rollback"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			h, err := hf.open(ctx, g, firstArg(args))
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			var res sysmgr.ApplyResult
-			err = h.call(ctx, sysmgr.VerbRollback.Name, &sysmgr.RollbackRequest{Root: hf.root, To: to}, &res)
-			if res.Plan != nil {
-				fmt.Fprint(g.Stdout, res.Plan.String())
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.Stdout, "%s: rolled back from generation %d to %d (%d changes)\n", h.name, res.Previous, res.Generation, res.Changes)
-			return nil
+			o.target = firstArg(args)
+			return g.runRollback(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().IntVar(&to, "to", 0, "the generation to activate (see `nivis generations`)")
-	hf.add(cmd)
+	cmd.Flags().IntVar(&o.to, "to", 0, "the generation to activate (see `nivis generations`)")
+	o.hf.add(cmd)
 	return cmd
+}
+
+type rollbackOptions struct {
+	hf     hostFlags
+	target string
+	to     int
+}
+
+func (g *Globals) runRollback(ctx context.Context, o rollbackOptions) error {
+	res, err := callHost(ctx, g, o.hf, o.target, sysmgr.VerbRollback, &sysmgr.RollbackRequest{Root: o.hf.root, To: o.to})
+	if err != nil {
+		return err
+	}
+	if res.Plan != nil {
+		fmt.Fprint(g.Stdout, res.Plan.String())
+	}
+	fmt.Fprintf(g.Stdout, "%s: rolled back from generation %d to %d (%d changes)\n", o.target, res.Previous, res.Generation, res.Changes)
+	return nil
 }

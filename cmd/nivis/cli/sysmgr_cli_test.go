@@ -1,6 +1,6 @@
 //go:build linux
 
-package sysmgr_test
+package cli_test
 
 import (
 	"bytes"
@@ -174,7 +174,8 @@ func TestCLILocalLifecycle(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "on trial until") {
 		t.Fatalf("apply --try: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if cmds := tr.read(sysmgr.StateDir + "/commands.log"); !strings.Contains(cmds, "systemd-run --unit=nivis-confirm-3-") || !strings.Contains(cmds, "agent sysmgr-confirm-wait") {
+	// A tree has no service manager: the watcher's transient unit is recorded.
+	if cmds := tr.read(sysmgr.StateDir + "/systemd-calls.log"); !strings.Contains(cmds, "run systemd-run --unit=nivis-confirm-3-") || !strings.Contains(cmds, "agent sysmgr-confirm-wait") {
 		t.Errorf("watcher not started through systemd-run:\n%s", cmds)
 	}
 	if code, out, _ = runCLI(t, append([]string{"confirm"}, local...)...); code != 0 || !strings.Contains(out, "generation 3 confirmed") {
@@ -261,8 +262,8 @@ func TestCLIApplyOverSSH(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tr.root, sysmgr.PendingFile)); err == nil {
 		t.Error("pending marker left after confirmation")
 	}
-	logs, _ := os.ReadFile(filepath.Join(tr.root, sysmgr.StateDir, "commands.log"))
-	if !strings.Contains(string(logs), "systemd-run --unit=nivis-confirm-1-") {
+	logs, _ := os.ReadFile(filepath.Join(tr.root, sysmgr.StateDir, "systemd-calls.log"))
+	if !strings.Contains(string(logs), "run systemd-run --unit=nivis-confirm-1-") {
 		t.Errorf("watcher not started:\n%s", logs)
 	}
 	if strings.Contains(errOut+out, "remote-token") {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sysmgr_test
+package cli_test
 
 import (
 	"context"

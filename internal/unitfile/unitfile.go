@@ -1,13 +1,16 @@
-package sysmgr
+// Package unitfile reads systemd unit files (systemd.syntax(7)) as far as
+// nivis needs: the [Install] section that `systemctl enable` follows and
+// nivis's X- switches. sysmgr and the installer's finalize share it.
+package unitfile
 
 import (
 	"path"
 	"strings"
 )
 
-// UnitFile is a parsed systemd unit (systemd.syntax(7)): enough to read the
+// File is a parsed systemd unit (systemd.syntax(7)): enough to read the
 // [Install] section and nivis's X- switches, nothing more.
-type UnitFile struct {
+type File struct {
 	// entries in order; later assignments of a list key append, an empty
 	// assignment resets, as systemd does.
 	entries []unitEntry
@@ -15,9 +18,9 @@ type UnitFile struct {
 
 type unitEntry struct{ section, key, value string }
 
-// ParseUnit parses unit text; it never fails (systemd ignores what it cannot read).
-func ParseUnit(texts ...string) UnitFile {
-	var u UnitFile
+// Parse parses unit text; it never fails (systemd ignores what it cannot read).
+func Parse(texts ...string) File {
+	var u File
 	for _, text := range texts {
 		section := ""
 		lines := strings.Split(text, "\n")
@@ -43,7 +46,7 @@ func ParseUnit(texts ...string) UnitFile {
 }
 
 // Get returns the last value of key in section ("" when unset).
-func (u UnitFile) Get(section, key string) string {
+func (u File) Get(section, key string) string {
 	v := ""
 	for _, e := range u.entries {
 		if e.section == section && e.key == key {
@@ -54,7 +57,7 @@ func (u UnitFile) Get(section, key string) string {
 }
 
 // List returns the space-separated values of a list key, honouring resets.
-func (u UnitFile) List(section, key string) []string {
+func (u File) List(section, key string) []string {
 	var out []string
 	for _, e := range u.entries {
 		if e.section == section && e.key == key {
@@ -70,7 +73,7 @@ func (u UnitFile) List(section, key string) []string {
 
 // Bool reads a systemd boolean from any section (NixOS and system-manager
 // disagree on where X-RestartIfChanged lives, so accept both).
-func (u UnitFile) Bool(key string, def bool) bool {
+func (u File) Bool(key string, def bool) bool {
 	v := ""
 	for _, e := range u.entries {
 		if e.key == key {
@@ -86,11 +89,11 @@ func (u UnitFile) Bool(key string, def bool) bool {
 	return def
 }
 
-// InstallLinks returns the symlinks `systemctl enable` would create for unit
-// name, as link path -> target, both absolute under /etc/systemd/system.
-func (u UnitFile) InstallLinks(name string) map[string]string {
+// InstallLinks returns the symlinks `systemctl enable` would create in dir
+// for unit name, as link path -> target.
+func (u File) InstallLinks(dir, name, target string) map[string]string {
 	links := map[string]string{}
-	self := path.Join(UnitDir, name)
+	self := target
 	inst := name
 	if strings.Contains(name, "@.") {
 		di := u.Get("Install", "DefaultInstance")
@@ -101,25 +104,28 @@ func (u UnitFile) InstallLinks(name string) map[string]string {
 		inst = name[:at+1] + di + name[at+1:]
 	}
 	for _, t := range u.List("Install", "WantedBy") {
-		links[path.Join(UnitDir, t+".wants", inst)] = self
+		links[path.Join(dir, t+".wants", inst)] = self
 	}
 	for _, t := range u.List("Install", "RequiredBy") {
-		links[path.Join(UnitDir, t+".requires", inst)] = self
+		links[path.Join(dir, t+".requires", inst)] = self
 	}
 	for _, t := range u.List("Install", "UpheldBy") {
-		links[path.Join(UnitDir, t+".upholds", inst)] = self
+		links[path.Join(dir, t+".upholds", inst)] = self
 	}
 	for _, a := range u.List("Install", "Alias") {
-		links[path.Join(UnitDir, a)] = self
+		links[path.Join(dir, a)] = self
 	}
 	return links
 }
 
 // Install lists the [Install] directives that make a unit enable-able.
-func (u UnitFile) Install() []string {
+func (u File) Install() []string {
 	var out []string
 	for _, k := range []string{"WantedBy", "RequiredBy", "UpheldBy", "Alias"} {
 		out = append(out, u.List("Install", k)...)
 	}
 	return out
 }
+
+// Also lists the units `systemctl enable` enables along with this one.
+func (u File) Also() []string { return u.List("Install", "Also") }
