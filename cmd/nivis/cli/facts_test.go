@@ -129,10 +129,10 @@ func TestFactsOverSSH(t *testing.T) {
 		t.Skip("the agent side runs on Linux only")
 	}
 	srv := testsshd.Start(t)
-	bin := buildNivisForFacts(t)
+	bin := buildNivis(t)
 	// The test binary cannot serve `agent facts`: upload the real nivis.
 	t.Setenv("NIVIS_AGENT_BINARY", bin)
-	removeCachedFactsAgent(t, bin)
+	removeCachedAgent(t, bin)
 
 	base := []string{"-p", strconv.Itoa(srv.Port), "-i", srv.KeyFile, "-o", "UserKnownHostsFile=" + srv.KnownHosts, "-o", "StrictHostKeyChecking=yes", srv.User + "@127.0.0.1"}
 	code, out, errOut := runFactsCLI(t, append([]string{"facts", "--json"}, base...)...)
@@ -185,7 +185,7 @@ func TestFactsAgentBinary(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the agent side runs on Linux only")
 	}
-	bin := buildNivisForFacts(t)
+	bin := buildNivis(t)
 	var f facts.Facts
 	var steps []string
 	err := agent.Call(context.Background(), localAgentRunner{}, bin, "facts", nil, &f, func(e agent.Event) { steps = append(steps, e.Step) })
@@ -198,8 +198,8 @@ func TestFactsAgentBinary(t *testing.T) {
 	}
 }
 
-// buildNivisForFacts builds cmd/nivis into the test's temp dir.
-func buildNivisForFacts(t *testing.T) string {
+// buildNivis builds cmd/nivis into the test's temp dir.
+func buildNivis(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -214,9 +214,9 @@ func buildNivisForFacts(t *testing.T) string {
 	return bin
 }
 
-// removeCachedFactsAgent deletes, after the test, the copy EnsureAgent caches
+// removeCachedAgent deletes, after the test, the copy EnsureAgent caches
 // under /var/lib/nivis/agent for a root login, unless it was there before.
-func removeCachedFactsAgent(t *testing.T, bin string) {
+func removeCachedAgent(t *testing.T, bin string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		return // a user login caches under its own ~/.cache

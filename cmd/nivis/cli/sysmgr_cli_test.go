@@ -1,25 +1,19 @@
 //go:build linux
 
-package cli_test
+package cli
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nivis/nivis/cmd/nivis/cli"
 	"github.com/nivis/nivis/internal/exitcode"
-	"github.com/nivis/nivis/internal/sshclient"
 	"github.com/nivis/nivis/internal/testsshd"
 	"github.com/nivis/nivis/sysmgr"
 )
@@ -29,7 +23,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
-	code = cli.Main(ctx, args, strings.NewReader(""), &out, &errb)
+	code = Main(ctx, args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -238,7 +232,7 @@ files:
 func TestCLIApplyOverSSH(t *testing.T) {
 	tr := newTree(t)
 	srv := testsshd.Start(t)
-	bin := buildAgent(t)
+	bin := buildNivis(t)
 	t.Setenv("NIVIS_AGENT_BINARY", bin)
 	removeCachedAgent(t, bin)
 	t.Setenv("NIVIS_TEST_TOKEN", "remote-token")
@@ -290,37 +284,4 @@ func TestCLIApplyOverSSH(t *testing.T) {
 			t.Errorf("--log-format json wrote a non-JSON line: %q", line)
 		}
 	}
-}
-
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool on PATH to build the agent")
-	}
-	bin := filepath.Join(t.TempDir(), "nivis")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/nivis/nivis/cmd/nivis")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/nivis: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func removeCachedAgent(t *testing.T, bin string) {
-	t.Helper()
-	f, err := os.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(sshclient.RootAgentDir, hex.EncodeToString(h.Sum(nil)))
-	if _, err := os.Stat(dir); err == nil {
-		return
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package cli_test
+package cli
 
 import (
 	"context"
@@ -30,7 +30,7 @@ func TestVMSysmgr(t *testing.T) {
 	if _, err := vm.WaitSSH(ctx, vmtests.SSHTimeout); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildAgent(t)
+	bin := buildNivis(t)
 	t.Setenv("NIVIS_AGENT_BINARY", bin)
 	dir := t.TempDir()
 	guest := func(cmd string) string {
@@ -45,7 +45,7 @@ func TestVMSysmgr(t *testing.T) {
 		"-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=" + filepath.Join(dir, "known_hosts")}
 	nivis := func(args ...string) (int, string, string) {
 		t.Helper()
-		if args[0] == "apply" && !contains(args, "--confirm-timeout") {
+		if args[0] == "apply" && !listContains(args, "--confirm-timeout") {
 			// Under TCG on a loaded machine a new connection takes tens of
 			// seconds; the window is not what these steps test.
 			args = append(args, "--confirm-timeout", "3m")
@@ -190,7 +190,7 @@ files:
 	}
 }
 
-func contains(list []string, s string) bool {
+func listContains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
 			return true
