@@ -820,8 +820,8 @@ func hexEscapeUdev(s string) string {
 	return b.String()
 }
 
-// unescapeUdev reverses hexEscapeUdev.
-func unescapeUdev(s string) string {
+// UnescapeUdev reverses hexEscapeUdev.
+func UnescapeUdev(s string) string {
 	if !strings.Contains(s, `\x`) {
 		return s
 	}

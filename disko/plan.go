@@ -227,8 +227,8 @@ type planner struct {
 	p       *Plan
 	order   []DeviceRef
 	members map[DeviceRef][]Content
-	// placed partitions by disk key, for views and GPT ops.
-	placed map[string]map[int]placed
+	// Placed partitions by disk key, for views and GPT ops.
+	Placed map[string]map[int]Placed
 	// kept partitions (exist already, format leaves them).
 	kept map[string]map[int]bool
 }
@@ -246,7 +246,7 @@ func (b *planner) errorf(p, format string, args ...any) {
 
 func (b *planner) add(op Op) {
 	if op.Argv == nil {
-		op.Argv = commandFor(&op, op.Device)
+		op.Argv = op.ToolArgv(op.Device)
 	}
 	b.p.Ops = append(b.p.Ops, op)
 }
@@ -263,7 +263,7 @@ func (b *planner) existing(d *Disk) *DiskState {
 // diskViews lays out each disk's partitions (when its size is known) and
 // builds the per-disk tree.
 func (b *planner) diskViews() {
-	b.placed = map[string]map[int]placed{}
+	b.Placed = map[string]map[int]Placed{}
 	b.kept = map[string]map[int]bool{}
 	for _, k := range sortedKeys(b.l.Disks) {
 		d := b.l.Disks[k]
@@ -280,16 +280,16 @@ func (b *planner) diskViews() {
 		case *GPT:
 			v.Table = "gpt"
 			pl, kept := b.layoutGPT(d, c, ds)
-			b.placed[k], b.kept[k] = pl, kept
+			b.Placed[k], b.kept[k] = pl, kept
 			for _, pt := range c.Sorted {
 				pp := PartPlan{Index: pt.Index, Key: pt.Key, Label: pt.Label, Type: pt.Type, Holds: describeContent(pt.Content), Action: "create"}
 				if x, ok := pl[pt.Index]; ok {
-					pp.StartSector, pp.EndSector = x.start, x.end
+					pp.StartSector, pp.EndSector = x.Start, x.End
 					ss := int64(512)
 					if ds != nil && ds.SectorSize > 0 {
 						ss = ds.SectorSize
 					}
-					pp.Bytes = int64(x.end-x.start+1) * ss
+					pp.Bytes = int64(x.End-x.Start+1) * ss
 				}
 				if kept[pt.Index] {
 					pp.Action = "keep"
@@ -341,13 +341,13 @@ func (b *planner) diskViews() {
 
 // layoutGPT places a disk's partitions as sgdisk would, around the
 // partitions format keeps. Without a known size it places nothing.
-func (b *planner) layoutGPT(d *Disk, g *GPT, ds *DiskState) (map[int]placed, map[int]bool) {
-	pl := map[int]placed{}
+func (b *planner) layoutGPT(d *Disk, g *GPT, ds *DiskState) (map[int]Placed, map[int]bool) {
+	pl := map[int]Placed{}
 	kept := map[int]bool{}
 	if ds == nil || ds.Missing || ds.Size <= 0 {
 		return pl, kept
 	}
-	geo, err := newGeometry(ds.Size, ds.SectorSize)
+	geo, err := NewGeometry(ds.Size, ds.SectorSize)
 	if err != nil {
 		b.errorf(d.Path, "%s: %v", d.Device, err)
 		return pl, kept
@@ -359,18 +359,18 @@ func (b *planner) layoutGPT(d *Disk, g *GPT, ds *DiskState) (map[int]placed, map
 	}
 	if ex != nil {
 		for _, p := range ex.Partitions {
-			geo.use(p.Start, p.End)
+			geo.Use(p.Start, p.End)
 		}
 	}
 	for _, pt := range g.Sorted {
 		if ex != nil {
 			if cur := ex.partition(pt.Index); cur != nil {
-				pl[pt.Index] = placed{cur.Start, cur.End}
+				pl[pt.Index] = Placed{cur.Start, cur.End}
 				kept[pt.Index] = true
 				continue
 			}
 		}
-		x, err := geo.place(pt.Start, pt.End, pt.Alignment)
+		x, err := geo.Place(pt.Start, pt.End, pt.Alignment)
 		if err != nil {
 			b.errorf(pt.Path, "partition %s does not fit on %s (%s): %v", pt.Key, d.Device, HumanBytes(ds.Size), err)
 			continue
@@ -595,8 +595,8 @@ func (b *planner) createIn(c Content, disk string, d *Disk, idx int, cur *Signat
 			}
 			ps := PartSpec{Index: pt.Index, Key: pt.Key, Device: pt.Device, Label: pt.Label, TypeGUID: pt.TypeGUID, UUID: pt.UUID, Attributes: attrs,
 				Start: pt.Start, End: pt.End, Alignment: pt.Alignment}
-			if pl, ok := b.placed[disk][pt.Index]; ok && d != nil {
-				ps.StartSector, ps.EndSector = pl.start, pl.end
+			if pl, ok := b.Placed[disk][pt.Index]; ok && d != nil {
+				ps.StartSector, ps.EndSector = pl.Start, pl.End
 			}
 			specs = append(specs, ps)
 		}

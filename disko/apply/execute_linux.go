@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"golang.org/x/sys/unix"
 
+	"github.com/nivis/nivis/disko"
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
@@ -23,31 +25,28 @@ import (
 // a failure stops the run with an error that says which step failed. The
 // executor re-checks what exists, so format leaves existing objects alone
 // even when the plan was made earlier.
-func Execute(ctx context.Context, p *Plan, o Options) (*Result, error) {
+func Execute(ctx context.Context, p *disko.Plan, o Options) (*disko.Result, error) {
 	if o.Root == "" {
 		o.Root = p.Root
 	}
 	if o.Root == "" {
 		o.Root = "/mnt"
 	}
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
-	}
 	if o.Runner == nil {
-		o.Runner = ExecRunner{Logf: o.Logf}
+		o.Runner = command.Exec{Log: o.Log}
 	}
 	x := &executor{ctx: ctx, p: p, o: o, res: &Resolver{Wait: o.UdevWait}, disks: map[string]string{},
-		luksFormatted: map[string]bool{}, btrfsTmp: map[string]string{}, result: &Result{Devices: map[string]string{}}}
+		luksFormatted: map[string]bool{}, btrfsTmp: map[string]string{}, result: &disko.Result{Devices: map[string]string{}}}
 	if p.Mode.Destroy && filepath.Clean(o.Root) == "/" {
 		return nil, exitcode.Errorf(exitcode.Usage, "refusing to destroy with mountpoints under /: pass --root (default /mnt)")
 	}
 	if o.DryRun {
 		for i, op := range p.Ops {
 			x.event(i, op, "skipped", "dry run")
-			o.Logf("[dry-run] %d. %s", i+1, op.Summary)
+			o.logf("[dry-run] %d. %s", i+1, op.Summary)
 			for _, c := range append([][]string{op.Argv}, op.Commands...) {
 				if len(c) > 0 {
-					o.Logf("[dry-run]    $ %s", shellQuote(c))
+					o.logf("[dry-run]    $ %s", command.Quote(c))
 				}
 			}
 		}
@@ -67,13 +66,13 @@ func Execute(ctx context.Context, p *Plan, o Options) (*Result, error) {
 			return x.result, exitcode.Wrap(exitcode.Change, err)
 		}
 		x.event(i, *op, "started", "")
-		o.Logf("[started]  %d/%d %s", i+1, len(p.Ops), op.Summary)
+		o.logf("[started]  %d/%d %s", i+1, len(p.Ops), op.Summary)
 		skip, err := x.do(op)
 		if err == nil && skip == "" {
 			x.settle(op)
 		}
 		if err != nil {
-			o.Logf("[failed]   %d/%d %s: %v", i+1, len(p.Ops), op.Summary, err)
+			o.logf("[failed]   %d/%d %s: %v", i+1, len(p.Ops), op.Summary, err)
 			x.event(i, *op, "failed", err.Error())
 			code := exitcode.Change
 			if i == 0 || x.result.Done == 0 {
@@ -83,15 +82,15 @@ func Execute(ctx context.Context, p *Plan, o Options) (*Result, error) {
 		}
 		if skip != "" {
 			x.result.Skipped++
-			o.Logf("[skipped]  %d/%d %s: %s", i+1, len(p.Ops), op.Summary, skip)
+			o.logf("[skipped]  %d/%d %s: %s", i+1, len(p.Ops), op.Summary, skip)
 			x.event(i, *op, "skipped", skip)
 			continue
 		}
 		x.result.Done++
-		if op.Op != OpHook {
+		if op.Op != disko.OpHook {
 			x.result.Changed = append(x.result.Changed, fmt.Sprintf("%d %s %s", i+1, op.Op, op.Object))
 		}
-		o.Logf("[finished] %d/%d %s", i+1, len(p.Ops), op.Summary)
+		o.logf("[finished] %d/%d %s", i+1, len(p.Ops), op.Summary)
 		x.event(i, *op, "done", "")
 	}
 	return x.result, nil
@@ -99,18 +98,18 @@ func Execute(ctx context.Context, p *Plan, o Options) (*Result, error) {
 
 type executor struct {
 	ctx           context.Context
-	p             *Plan
+	p             *disko.Plan
 	o             Options
 	res           *Resolver
 	disks         map[string]string // disk key -> node
 	luksFormatted map[string]bool
 	btrfsTmp      map[string]string // node -> temporary mount of the top subvolume
-	result        *Result
+	result        *disko.Result
 }
 
-func (x *executor) event(i int, op Op, status, detail string) {
+func (x *executor) event(i int, op disko.Op, status, detail string) {
 	if x.o.Event != nil {
-		x.o.Event(Event{Index: i + 1, Total: len(x.p.Ops), Op: op.Op, Phase: op.Phase, Summary: op.Summary, Status: status, Detail: detail})
+		x.o.Event(disko.Event{Index: i + 1, Total: len(x.p.Ops), Op: op.Op, Phase: op.Phase, Summary: op.Summary, Status: status, Detail: detail})
 	}
 }
 
@@ -119,7 +118,7 @@ func (x *executor) event(i int, op Op, status, detail string) {
 func (x *executor) resolveDisks() error {
 	writes := map[string]bool{}
 	for _, op := range x.p.Ops {
-		if op.Disk != "" && (op.Phase == PhaseDestroy || op.Phase == PhaseFormat) {
+		if op.Disk != "" && (op.Phase == disko.PhaseDestroy || op.Phase == disko.PhaseFormat) {
 			writes[op.Disk] = true
 		}
 	}
@@ -140,7 +139,7 @@ func (x *executor) resolveDisks() error {
 			whole = x.res.devs[b.Disk]
 		}
 		if writes[d.Key] && whole != nil && roots[whole.Name] && !x.o.AllowRootDisk {
-			return exitcode.Wrap(exitcode.Precondition, fmt.Errorf("%w: %s is %s", ErrRootDisk, d.Device, b.Node()))
+			return exitcode.Wrap(exitcode.Precondition, fmt.Errorf("%w: %s is %s", disko.ErrRootDisk, d.Device, b.Node()))
 		}
 		node, err := ensureNode(b)
 		if err != nil {
@@ -156,16 +155,16 @@ func (x *executor) resolveDisks() error {
 // caused where udev runs: closing a disk written to makes udev re-read its
 // partition table, and names like /dev/md/x or /dev/disk/by-* come from
 // udev there.
-func (x *executor) settle(op *Op) {
+func (x *executor) settle(op *disko.Op) {
 	switch op.Op {
-	case OpWipe, OpGPT, OpHybridMBR, OpParted, OpMdadmCreate, OpLuksOpen, OpLVCreate, OpVGActivate, OpMkfs, OpMkswap, OpLuksFormat, OpPVCreate:
+	case disko.OpWipe, disko.OpGPT, disko.OpHybridMBR, disko.OpParted, disko.OpMdadmCreate, disko.OpLuksOpen, disko.OpLVCreate, disko.OpVGActivate, disko.OpMkfs, disko.OpMkswap, disko.OpLuksFormat, disko.OpPVCreate:
 	default:
 		return
 	}
 	if !udevRunning() {
 		return
 	}
-	if _, ok := FindTool("udevadm"); !ok {
+	if _, ok := command.Find("udevadm"); !ok {
 		return
 	}
 	timeout := x.o.UdevWait
@@ -173,7 +172,7 @@ func (x *executor) settle(op *Op) {
 		timeout = 10 * time.Second
 	}
 	switch op.Op {
-	case OpMkfs, OpMkswap, OpLuksFormat, OpPVCreate, OpMdadmCreate:
+	case disko.OpMkfs, disko.OpMkswap, disko.OpLuksFormat, disko.OpPVCreate, disko.OpMdadmCreate:
 		// udev's watch does not always see a new signature: ask it to look,
 		// so that its /dev/disk/by-uuid links and database are right.
 		var nodes []string
@@ -184,19 +183,19 @@ func (x *executor) settle(op *Op) {
 		}
 		if len(nodes) > 0 {
 			if err := x.run(append([]string{"udevadm", "trigger", "--action=change"}, nodes...), nil, nil); err != nil {
-				x.o.Logf("warning: udevadm trigger: %v", err)
+				x.o.logf("warning: udevadm trigger: %v", err)
 			}
 		}
 	}
 	if err := x.run([]string{"udevadm", "settle", fmt.Sprintf("--timeout=%d", int(timeout.Seconds()))}, nil, nil); err != nil {
-		x.o.Logf("warning: udev did not settle in %s: %v", timeout, err)
+		x.o.logf("warning: udev did not settle in %s: %v", timeout, err)
 	}
 }
 
 func (x *executor) cleanup() {
 	for node, dir := range x.btrfsTmp {
 		if err := unix.Unmount(dir, 0); err != nil {
-			x.o.Logf("warning: unmount temporary %s: %v", dir, err)
+			x.o.logf("warning: unmount temporary %s: %v", dir, err)
 			continue
 		}
 		os.Remove(dir)
@@ -205,18 +204,18 @@ func (x *executor) cleanup() {
 }
 
 func (x *executor) run(argv []string, stdin []byte, env []string) error {
-	_, err := x.o.Runner.Run(x.ctx, Command{Argv: argv, Stdin: stdin, Env: env})
+	_, err := x.o.Runner.Run(x.ctx, command.Command{Argv: argv, Stdin: stdin, Env: env})
 	return err
 }
 
 // exists runs a query command and reports whether it succeeded.
 func (x *executor) exists(argv ...string) bool {
-	_, err := x.o.Runner.Run(x.ctx, Command{Argv: argv})
+	_, err := x.o.Runner.Run(x.ctx, command.Command{Argv: argv})
 	return err == nil
 }
 
 // dev resolves the device an op acts on.
-func (x *executor) dev(op *Op) (string, error) {
+func (x *executor) dev(op *disko.Op) (string, error) {
 	if op.Disk != "" {
 		disk := x.disks[op.Disk]
 		if disk == "" {
@@ -242,7 +241,7 @@ func (x *executor) dev(op *Op) (string, error) {
 	return n, err
 }
 
-func probeNode(node string) (*Signature, error) {
+func probeNode(node string) (*disko.Signature, error) {
 	f, err := os.Open(node)
 	if err != nil {
 		return nil, err
@@ -252,23 +251,23 @@ func probeNode(node string) (*Signature, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Probe(f, size)
+	return disko.Probe(f, size)
 }
 
 // do runs one op; a non-empty string means it was left alone, and why.
-func (x *executor) do(op *Op) (string, error) {
+func (x *executor) do(op *disko.Op) (string, error) {
 	switch op.Op {
-	case OpUnmountAll:
+	case disko.OpUnmountAll:
 		return x.unmountAll(op.Mountpoint)
-	case OpDeactivate:
+	case disko.OpDeactivate:
 		return x.deactivate(op)
-	case OpWipe:
+	case disko.OpWipe:
 		return "", x.wipe(op)
-	case OpHook:
+	case disko.OpHook:
 		return "", x.hook(op)
-	case OpGPT:
+	case disko.OpGPT:
 		return x.gpt(op)
-	case OpHybridMBR, OpParted:
+	case disko.OpHybridMBR, disko.OpParted:
 		node, err := x.dev(op)
 		if err != nil {
 			return "", err
@@ -286,13 +285,13 @@ func (x *executor) do(op *Op) (string, error) {
 			}
 		}
 		return "", nil
-	case OpMkfs, OpMkswap, OpPVCreate:
+	case disko.OpMkfs, disko.OpMkswap, disko.OpPVCreate:
 		return x.makeSignature(op)
-	case OpSubvolume:
+	case disko.OpSubvolume:
 		return x.subvolume(op)
-	case OpSwapfile:
+	case disko.OpSwapfile:
 		return x.swapfile(op)
-	case OpLuksFormat:
+	case disko.OpLuksFormat:
 		node, err := x.dev(op)
 		if err != nil {
 			return "", err
@@ -309,12 +308,12 @@ func (x *executor) do(op *Op) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := x.run(commandFor(op, node), key, nil); err != nil {
+		if err := x.run(op.ToolArgv(node), key, nil); err != nil {
 			return "", err
 		}
 		x.luksFormatted[op.Name] = true
 		return "", nil
-	case OpLuksOpen:
+	case disko.OpLuksOpen:
 		if x.dmExists(op.Name) {
 			return "/dev/mapper/" + op.Name + " is open", nil
 		}
@@ -326,8 +325,8 @@ func (x *executor) do(op *Op) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return "", x.run(commandFor(op, node), key, nil)
-	case OpLuksAddKey:
+		return "", x.run(op.ToolArgv(node), key, nil)
+	case disko.OpLuksAddKey:
 		if !x.luksFormatted[op.Name] {
 			return "the container existed before this run", nil
 		}
@@ -339,13 +338,13 @@ func (x *executor) do(op *Op) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return "", x.run(commandFor(op, node), key, nil)
-	case OpLuksClose:
+		return "", x.run(op.ToolArgv(node), key, nil)
+	case disko.OpLuksClose:
 		if !x.dmExists(op.Name) {
 			return "not open", nil
 		}
-		return "", x.run(commandFor(op, ""), nil, nil)
-	case OpVGCreate:
+		return "", x.run(op.ToolArgv(""), nil, nil)
+	case disko.OpVGCreate:
 		o := *op
 		o.Members = nil
 		for _, m := range op.Members {
@@ -364,31 +363,31 @@ func (x *executor) do(op *Op) (string, error) {
 			}
 			return "volume group exists", nil
 		}
-		return "", x.run(commandFor(&o, ""), nil, nil)
-	case OpLVCreate:
+		return "", x.run(o.ToolArgv(""), nil, nil)
+	case disko.OpLVCreate:
 		if x.exists("lvm", "lvdisplay", op.VG+"/"+op.Name) {
 			return "logical volume exists", nil
 		}
-		return "", x.run(commandFor(op, ""), nil, nil)
-	case OpVGActivate:
+		return "", x.run(op.ToolArgv(""), nil, nil)
+	case disko.OpVGActivate:
 		if x.lvsActive(op.VG, op.Members) == len(op.Members) && len(op.Members) > 0 {
 			return "its logical volumes are active", nil
 		}
-		return "", x.run(commandFor(op, ""), nil, nil)
-	case OpVGDeactivate:
+		return "", x.run(op.ToolArgv(""), nil, nil)
+	case disko.OpVGDeactivate:
 		if x.lvsActive(op.VG, op.Members) == 0 {
 			return "its logical volumes are not active", nil
 		}
-		return "", x.run(commandFor(op, ""), nil, nil)
-	case OpMdadmCreate:
+		return "", x.run(op.ToolArgv(""), nil, nil)
+	case disko.OpMdadmCreate:
 		return x.mdadmCreate(op)
-	case OpMount:
+	case disko.OpMount:
 		return x.mount(op)
-	case OpUmount:
+	case disko.OpUmount:
 		return x.umount(op)
-	case OpSwapon:
+	case disko.OpSwapon:
 		return x.swapon(op)
-	case OpSwapoff:
+	case disko.OpSwapoff:
 		return x.swapoff(op)
 	}
 	return "", fmt.Errorf("unknown operation %q", op.Op)
@@ -397,7 +396,7 @@ func (x *executor) do(op *Op) (string, error) {
 // pvVG asks LVM which VG the PV on node belongs to ("" for none), in
 // JSON: the one place the agent reads a tool's report, never its prose.
 func (x *executor) pvVG(node string) (string, error) {
-	out, err := x.o.Runner.Run(x.ctx, Command{Argv: []string{"lvm", "pvs", "--reportformat", "json", "-o", "vg_name", node}})
+	out, err := x.o.Runner.Run(x.ctx, command.Command{Argv: []string{"lvm", "pvs", "--reportformat", "json", "-o", "vg_name", node}})
 	if err != nil {
 		return "", err
 	}
@@ -447,7 +446,7 @@ func (x *executor) member(name string) (string, error) {
 }
 
 // key returns what goes on cryptsetup's stdin, if anything.
-func (x *executor) key(k *KeySpec) ([]byte, error) {
+func (x *executor) key(k *disko.KeySpec) ([]byte, error) {
 	switch {
 	case k == nil || k.KeyFile != "":
 		return nil, nil
@@ -494,7 +493,7 @@ func (x *executor) unmountAll(root string) (string, error) {
 			if err := swapoff(s.Path); err != nil {
 				return "", fmt.Errorf("swapoff %s: %w", s.Path, err)
 			}
-			x.o.Logf("swapoff %s", s.Path)
+			x.o.logf("swapoff %s", s.Path)
 			n++
 		}
 	}
@@ -530,7 +529,7 @@ func (x *executor) unmountList(targets []string) error {
 			}
 			return fmt.Errorf("umount %s: %w", t, err)
 		}
-		x.o.Logf("umount %s", t)
+		x.o.logf("umount %s", t)
 	}
 	return nil
 }
@@ -538,7 +537,7 @@ func (x *executor) unmountList(targets []string) error {
 // deactivate releases everything built on a disk: swap on it, mounts of
 // it (and anything mounted inside those), then LUKS, LVM and md holders,
 // deepest first.
-func (x *executor) deactivate(op *Op) (string, error) {
+func (x *executor) deactivate(op *disko.Op) (string, error) {
 	node, err := x.dev(op)
 	if err != nil {
 		return "", err
@@ -589,7 +588,7 @@ func (x *executor) deactivate(op *Op) (string, error) {
 			if err := swapoff(s.Path); err != nil {
 				return "", fmt.Errorf("swapoff %s: %w", s.Path, err)
 			}
-			x.o.Logf("swapoff %s", s.Path)
+			x.o.logf("swapoff %s", s.Path)
 			did++
 		}
 	}
@@ -674,7 +673,7 @@ func dmVG(name string) string {
 // that are on disk but unknown to the kernel are announced first, so
 // that the filesystems inside them are wiped too and cannot come back
 // when the same table is written again.
-func (x *executor) wipe(op *Op) error {
+func (x *executor) wipe(op *disko.Op) error {
 	node, err := x.dev(op)
 	if err != nil {
 		return err
@@ -695,7 +694,7 @@ func (x *executor) wipe(op *Op) error {
 				want = append(want, kpart{Index: p.Index, Start: int64(p.Start) * ss, Length: int64(p.End-p.Start+1) * ss})
 			}
 		}
-		if err := syncKernelPartitions(f, want, x.o.Logf); err != nil {
+		if err := syncKernelPartitions(f, want, x.o.logf); err != nil {
 			return err
 		}
 	}
@@ -717,13 +716,13 @@ func (x *executor) wipe(op *Op) error {
 			}
 		}
 	}
-	if err := x.run(commandFor(op, node), nil, nil); err != nil {
+	if err := x.run(op.ToolArgv(node), nil, nil); err != nil {
 		return err
 	}
 	if err := zeroEnds(f, size); err != nil {
 		return fmt.Errorf("zero the partition table areas of %s: %w", node, err)
 	}
-	if err := syncKernelPartitions(f, nil, x.o.Logf); err != nil {
+	if err := syncKernelPartitions(f, nil, x.o.logf); err != nil {
 		return err
 	}
 	return f.Sync()
@@ -746,7 +745,7 @@ func zeroEnds(f *os.File, size int64) error {
 	return f.Sync()
 }
 
-func (x *executor) hook(op *Op) error {
+func (x *executor) hook(op *disko.Op) error {
 	env := []string{"rootMountPoint=" + x.o.Root}
 	for _, k := range sortedKeys(op.Env) {
 		v := op.Env[k]
@@ -758,7 +757,7 @@ func (x *executor) hook(op *Op) error {
 		env = append(env, k+"="+v)
 	}
 	shell := "sh"
-	if _, ok := FindTool("bash"); ok {
+	if _, ok := command.Find("bash"); ok {
 		shell = "bash" // disko's hooks are bash snippets
 	}
 	return x.run([]string{shell, "-c", op.Script}, nil, env)
@@ -767,7 +766,7 @@ func (x *executor) hook(op *Op) error {
 // gpt writes the partition table: partitions that exist are kept (their
 // name, type and attributes updated if they differ), missing ones are
 // placed like sgdisk would. Then the kernel is told with BLKPG.
-func (x *executor) gpt(op *Op) (string, error) {
+func (x *executor) gpt(op *disko.Op) (string, error) {
 	node, err := x.dev(op)
 	if err != nil {
 		return "", err
@@ -781,14 +780,14 @@ func (x *executor) gpt(op *Op) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	geo, err := newGeometry(size, ss)
+	geo, err := disko.NewGeometry(size, ss)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", node, err)
 	}
 	table, err := gpt.Read(f, int(ss), int(ss))
 	changed := false
 	if err != nil {
-		sig, perr := Probe(f, size)
+		sig, perr := disko.Probe(f, size)
 		if perr != nil {
 			return "", perr
 		}
@@ -801,7 +800,7 @@ func (x *executor) gpt(op *Op) (string, error) {
 	byIndex := map[int]*gpt.Partition{}
 	for _, p := range table.Partitions {
 		byIndex[p.Index] = p
-		geo.use(p.Start, p.End)
+		geo.Use(p.Start, p.End)
 	}
 	var notes []string
 	for _, s := range op.Partitions {
@@ -817,22 +816,22 @@ func (x *executor) gpt(op *Op) (string, error) {
 			}
 			continue
 		}
-		pl, err := geo.place(s.Start, s.End, s.Alignment)
+		pl, err := geo.Place(s.Start, s.End, s.Alignment)
 		if err != nil {
-			return "", fmt.Errorf("partition %d (%s) does not fit on %s (%s): %w", s.Index, s.Key, node, HumanBytes(size), err)
+			return "", fmt.Errorf("partition %d (%s) does not fit on %s (%s): %w", s.Index, s.Key, node, disko.HumanBytes(size), err)
 		}
-		if s.EndSector != 0 && (pl.start != s.StartSector || pl.end != s.EndSector) {
+		if s.EndSector != 0 && (pl.Start != s.StartSector || pl.End != s.EndSector) {
 			return "", fmt.Errorf("partition %d (%s) would land on sectors %d..%d, the plan said %d..%d: the disk changed since the plan was made; plan again",
-				s.Index, s.Key, pl.start, pl.end, s.StartSector, s.EndSector)
+				s.Index, s.Key, pl.Start, pl.End, s.StartSector, s.EndSector)
 		}
-		p := &gpt.Partition{Index: s.Index, Start: pl.start, End: pl.end, Type: gpt.Type(s.TypeGUID), Name: s.Label,
+		p := &gpt.Partition{Index: s.Index, Start: pl.Start, End: pl.End, Type: gpt.Type(s.TypeGUID), Name: s.Label,
 			GUID: strings.ToUpper(s.UUID), Attributes: s.Attributes}
 		table.Partitions = append(table.Partitions, p)
 		byIndex[s.Index] = p
 		changed = true
 	}
 	for _, n := range notes {
-		x.o.Logf("%s", n)
+		x.o.logf("%s", n)
 	}
 	sort.Slice(table.Partitions, func(i, j int) bool { return table.Partitions[i].Index < table.Partitions[j].Index })
 	if changed {
@@ -842,13 +841,13 @@ func (x *executor) gpt(op *Op) (string, error) {
 		if err := f.Sync(); err != nil {
 			return "", err
 		}
-		x.o.Logf("wrote GPT to %s: %d partitions", node, len(table.Partitions))
+		x.o.logf("wrote GPT to %s: %d partitions", node, len(table.Partitions))
 	}
 	var want []kpart
 	for _, p := range table.Partitions {
 		want = append(want, kpart{Index: p.Index, Start: int64(p.Start) * ss, Length: int64(p.End-p.Start+1) * ss})
 	}
-	if err := syncKernelPartitions(f, want, x.o.Logf); err != nil {
+	if err := syncKernelPartitions(f, want, x.o.logf); err != nil {
 		return "", err
 	}
 	for _, s := range op.Partitions {
@@ -868,18 +867,18 @@ func (x *executor) gpt(op *Op) (string, error) {
 
 // makeSignature runs mkfs, mkswap or pvcreate unless the device already
 // holds what it would make.
-func (x *executor) makeSignature(op *Op) (string, error) {
+func (x *executor) makeSignature(op *disko.Op) (string, error) {
 	node, err := x.dev(op)
 	if err != nil {
 		return "", err
 	}
 	want := op.Format
 	switch op.Op {
-	case OpMkswap:
+	case disko.OpMkswap:
 		want = "swap"
-	case OpPVCreate:
+	case disko.OpPVCreate:
 		want = "LVM2_member"
-	case OpMkfs:
+	case disko.OpMkfs:
 		if want == "fat" || want == "msdos" {
 			want = "vfat"
 		}
@@ -894,12 +893,12 @@ func (x *executor) makeSignature(op *Op) (string, error) {
 		}
 		return "", fmt.Errorf("%s holds %s, not %s: format does not overwrite it; use mode destroy,format,mount to start over", node, sig, want)
 	}
-	return "", x.run(commandFor(op, node), nil, nil)
+	return "", x.run(op.ToolArgv(node), nil, nil)
 }
 
 // btrfsTop mounts the top of a btrfs filesystem (subvol=/) at a
 // temporary directory, once per device.
-func (x *executor) btrfsTop(op *Op) (string, error) {
+func (x *executor) btrfsTop(op *disko.Op) (string, error) {
 	node, err := x.dev(op)
 	if err != nil {
 		return "", err
@@ -919,7 +918,7 @@ func (x *executor) btrfsTop(op *Op) (string, error) {
 	return dir, nil
 }
 
-func (x *executor) subvolume(op *Op) (string, error) {
+func (x *executor) subvolume(op *disko.Op) (string, error) {
 	top, err := x.btrfsTop(op)
 	if err != nil {
 		return "", err
@@ -938,7 +937,7 @@ func (x *executor) subvolume(op *Op) (string, error) {
 	return "", x.run(append([]string{"btrfs", "subvolume", "create", p}, op.Args...), nil, nil)
 }
 
-func (x *executor) swapfile(op *Op) (string, error) {
+func (x *executor) swapfile(op *disko.Op) (string, error) {
 	top, err := x.btrfsTop(op)
 	if err != nil {
 		return "", err
@@ -953,7 +952,7 @@ func (x *executor) swapfile(op *Op) (string, error) {
 	return "", x.run([]string{"btrfs", "filesystem", "mkswapfile", "--size", op.Size, p}, nil, nil)
 }
 
-func (x *executor) mdadmCreate(op *Op) (string, error) {
+func (x *executor) mdadmCreate(op *disko.Op) (string, error) {
 	if _, err := (&Resolver{Wait: 1}).Find(x.ctx, "/dev/md/"+op.Name); err == nil {
 		return "/dev/md/" + op.Name + " exists", nil
 	}
@@ -966,7 +965,7 @@ func (x *executor) mdadmCreate(op *Op) (string, error) {
 		}
 		o.Members = append(o.Members, n)
 	}
-	if err := x.run(commandFor(&o, ""), []byte("y\n"), nil); err != nil {
+	if err := x.run(o.ToolArgv(""), []byte("y\n"), nil); err != nil {
 		return "", err
 	}
 	node, err := x.res.Resolve(x.ctx, "/dev/md/"+op.Name)
@@ -1013,7 +1012,7 @@ func subvolOption(opts []string) string {
 	return ""
 }
 
-func (x *executor) mount(op *Op) (string, error) {
+func (x *executor) mount(op *disko.Op) (string, error) {
 	target := filepath.Join(x.o.Root, op.Mountpoint)
 	source := op.Device
 	var devnum uint64
@@ -1065,7 +1064,7 @@ func (x *executor) mount(op *Op) (string, error) {
 	return "", nil
 }
 
-func (x *executor) umount(op *Op) (string, error) {
+func (x *executor) umount(op *disko.Op) (string, error) {
 	target := filepath.Join(x.o.Root, op.Mountpoint)
 	cur, err := mountedAt(target)
 	if err != nil {
@@ -1078,7 +1077,7 @@ func (x *executor) umount(op *Op) (string, error) {
 }
 
 // swapTarget returns the path swapon uses and how /proc/swaps shows it.
-func (x *executor) swapTarget(op *Op) (string, func(activeSwap) bool, error) {
+func (x *executor) swapTarget(op *disko.Op) (string, func(activeSwap) bool, error) {
 	if op.FilePath != "" {
 		p := filepath.Join(x.o.Root, op.FilePath)
 		var st unix.Stat_t
@@ -1111,7 +1110,7 @@ func (x *executor) swapActive(match func(activeSwap) bool) (bool, error) {
 	return false, nil
 }
 
-func (x *executor) swapon(op *Op) (string, error) {
+func (x *executor) swapon(op *disko.Op) (string, error) {
 	p, match, err := x.swapTarget(op)
 	if err != nil {
 		return "", err
@@ -1125,7 +1124,7 @@ func (x *executor) swapon(op *Op) (string, error) {
 	return "", nil
 }
 
-func (x *executor) swapoff(op *Op) (string, error) {
+func (x *executor) swapoff(op *disko.Op) (string, error) {
 	p, match, err := x.swapTarget(op)
 	if err != nil {
 		if os.IsNotExist(errors.Unwrap(err)) {
