@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,32 +59,17 @@ func Parse(node *yaml.Node, basePath string, r *config.Report, pos config.Positi
 		}
 	}
 	o.Finish(internalKey)
-	for k, d := range l.Disks {
-		if d == nil {
-			delete(l.Disks, k)
-		}
-	}
-	for k, d := range l.MDADM {
-		if d == nil {
-			delete(l.MDADM, k)
-		}
-	}
-	for k, d := range l.LVMVGs {
-		if d == nil {
-			delete(l.LVMVGs, k)
-		}
-	}
-	for k, d := range l.Zpools {
-		if d == nil {
-			delete(l.Zpools, k)
-		}
-	}
-	for k, d := range l.Nodevs {
-		if d == nil {
-			delete(l.Nodevs, k)
-		}
-	}
+	dropNil(l.Disks)
+	dropNil(l.MDADM)
+	dropNil(l.LVMVGs)
+	dropNil(l.Zpools)
+	dropNil(l.Nodevs)
 	return l
+}
+
+// dropNil removes the entries that failed to parse (reported already).
+func dropNil[T any](m map[string]*T) {
+	maps.DeleteFunc(m, func(_ string, v *T) bool { return v == nil })
 }
 
 // ParseFile reads a layout from a file holding either disko's devices

@@ -124,3 +124,16 @@ func syncKernelPartitions(f *os.File, want []kpart, logf func(string, ...any)) e
 	}
 	return nil
 }
+
+// openBlock opens a block device and reads its size and sector size.
+func openBlock(node string, flag int) (f *os.File, size, sectorSize int64, err error) {
+	f, err = os.OpenFile(node, flag, 0)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if size, sectorSize, err = blockSize(f); err != nil {
+		f.Close()
+		return nil, 0, 0, err
+	}
+	return f, size, sectorSize, nil
+}

@@ -236,15 +236,11 @@ func (x *executor) dev(op *disko.Op) (string, error) {
 }
 
 func probeNode(node string) (*disko.Signature, error) {
-	f, err := os.Open(node)
+	f, size, _, err := openBlock(node, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	size, _, err := blockSize(f)
-	if err != nil {
-		return nil, err
-	}
 	return disko.Probe(f, size)
 }
 
@@ -317,4 +313,19 @@ func (x *executor) hook(op *disko.Op) error {
 		shell = "bash" // disko's hooks are bash snippets
 	}
 	return x.run([]string{shell, "-c", op.Script}, nil, env)
+}
+
+// withMembers is op with its members (PVs, array devices) resolved to
+// nodes.
+func (x *executor) withMembers(op *disko.Op) (disko.Op, error) {
+	o := *op
+	o.Members = nil
+	for _, m := range op.Members {
+		n, err := x.member(m)
+		if err != nil {
+			return o, err
+		}
+		o.Members = append(o.Members, n)
+	}
+	return o, nil
 }

@@ -38,15 +38,7 @@ func (x *executor) luksOpen(op *disko.Op) (string, error) {
 	if x.dmExists(op.Name) {
 		return "/dev/mapper/" + op.Name + " is open", nil
 	}
-	node, err := x.dev(op)
-	if err != nil {
-		return "", err
-	}
-	key, err := x.key(op.Key)
-	if err != nil {
-		return "", err
-	}
-	return "", x.run(op.ToolArgv(node), key, nil)
+	return x.runWithKey(op)
 }
 
 // luksAddKey adds the extra keys to containers this run formatted.
@@ -54,15 +46,7 @@ func (x *executor) luksAddKey(op *disko.Op) (string, error) {
 	if !x.luksFormatted[op.Name] {
 		return "the container existed before this run", nil
 	}
-	node, err := x.dev(op)
-	if err != nil {
-		return "", err
-	}
-	key, err := x.key(op.Key)
-	if err != nil {
-		return "", err
-	}
-	return "", x.run(op.ToolArgv(node), key, nil)
+	return x.runWithKey(op)
 }
 
 // luksClose closes the container if it is open.
@@ -101,4 +85,18 @@ func (x *executor) dmExists(name string) bool {
 		}
 	}
 	return false
+}
+
+// runWithKey runs the op's cryptsetup command on its device with the key
+// on stdin.
+func (x *executor) runWithKey(op *disko.Op) (string, error) {
+	node, err := x.dev(op)
+	if err != nil {
+		return "", err
+	}
+	key, err := x.key(op.Key)
+	if err != nil {
+		return "", err
+	}
+	return "", x.run(op.ToolArgv(node), key, nil)
 }

@@ -12,14 +12,9 @@ import (
 // vgCreate creates the VG on its PVs, or checks that the existing one
 // is this layout's.
 func (x *executor) vgCreate(op *disko.Op) (string, error) {
-	o := *op
-	o.Members = nil
-	for _, m := range op.Members {
-		n, err := x.member(m)
-		if err != nil {
-			return "", err
-		}
-		o.Members = append(o.Members, n)
+	o, err := x.withMembers(op)
+	if err != nil {
+		return "", err
 	}
 	if x.exists("lvm", "vgs", op.Name) {
 		// It exists: it must be this layout's, on these very PVs.

@@ -7,18 +7,15 @@ import (
 	"github.com/nivis/nivis/disko"
 )
 
+// mdadmCreate creates the array unless it exists, then clears a stale
+// partition table from an earlier life.
 func (x *executor) mdadmCreate(op *disko.Op) (string, error) {
 	if _, err := (&Resolver{Wait: 1}).Find(x.ctx, "/dev/md/"+op.Name); err == nil {
 		return "/dev/md/" + op.Name + " exists", nil
 	}
-	o := *op
-	o.Members = nil
-	for _, m := range op.Members {
-		n, err := x.member(m)
-		if err != nil {
-			return "", err
-		}
-		o.Members = append(o.Members, n)
+	o, err := x.withMembers(op)
+	if err != nil {
+		return "", err
 	}
 	if err := x.run(o.ToolArgv(""), []byte("y\n"), nil); err != nil {
 		return "", err
@@ -29,14 +26,10 @@ func (x *executor) mdadmCreate(op *disko.Op) (string, error) {
 	}
 	x.result.Devices[op.Device] = node
 	// mdadm arrays can show a stale partition table from an earlier life.
-	f, err := os.OpenFile(node, os.O_RDWR, 0)
+	f, size, _, err := openBlock(node, os.O_RDWR)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	size, _, err := blockSize(f)
-	if err != nil {
-		return "", err
-	}
 	return "", zeroEnds(f, size)
 }

@@ -215,15 +215,11 @@ func (x *executor) wipe(op *disko.Op) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(node, os.O_RDWR, 0)
+	f, size, ss, err := openBlock(node, os.O_RDWR)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	size, ss, err := blockSize(f)
-	if err != nil {
-		return err
-	}
 	if t, err := gpt.Read(f, int(ss), int(ss)); err == nil {
 		var want []kpart
 		for _, p := range t.Partitions {

@@ -39,15 +39,11 @@ func (x *executor) gpt(op *disko.Op) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f, err := os.OpenFile(node, os.O_RDWR, 0)
+	f, size, ss, err := openBlock(node, os.O_RDWR)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	size, ss, err := blockSize(f)
-	if err != nil {
-		return "", err
-	}
 	geo, err := disko.NewGeometry(size, ss)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", node, err)
