@@ -8,7 +8,7 @@ import (
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
-// RunOptions are Options plus what Apply needs to decide.
+// RunOptions are Options plus what Run needs to decide.
 type RunOptions struct {
 	Options
 	Mode disko.Mode
