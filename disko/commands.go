@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// commandFor is the external command an op runs on dev, the same for the
+// ToolArgv is the external command an op runs on dev, the same for the
 // printed plan (with the layout's device name) and for execution (with
 // the resolved node). Ops done in Go return nil.
-func commandFor(op *Op, dev string) []string {
+func (op *Op) ToolArgv(dev string) []string {
 	switch op.Op {
 	case OpMkfs:
 		if op.Format == "btrfs" {

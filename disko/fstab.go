@@ -55,7 +55,7 @@ func randomSwapName(dev string) string {
 			return r
 		}
 		return '_'
-	}, unescapeUdev(base))
+	}, UnescapeUdev(base))
 	return "cryptswap-" + base
 }
 

@@ -8,18 +8,18 @@ import (
 // span is an inclusive range of sectors.
 type span struct{ start, end uint64 }
 
-// gptGeometry places partitions the way `sgdisk --align-end --new=N:S:E`
+// Geometry places partitions the way `sgdisk --align-end --new=N:S:E`
 // does (gdisk 1.0.x: FindFirstInLargest, Align, FindLastInFree,
 // IeeeToInt), so a layout lands on the same sectors as with disko.
-type gptGeometry struct {
+type Geometry struct {
 	sectorSize  uint64
 	firstUsable uint64
 	lastUsable  uint64
 	used        []span
 }
 
-// newGeometry describes an empty GPT disk of size bytes with 128 entries.
-func newGeometry(size, sectorSize int64) (*gptGeometry, error) {
+// NewGeometry describes an empty GPT disk of size bytes with 128 entries.
+func NewGeometry(size, sectorSize int64) (*Geometry, error) {
 	if sectorSize <= 0 {
 		sectorSize = 512
 	}
@@ -29,11 +29,11 @@ func newGeometry(size, sectorSize int64) (*gptGeometry, error) {
 	if size <= 0 || total < 2*(arr+2)+1 {
 		return nil, fmt.Errorf("disk of %d bytes is too small for a GPT", size)
 	}
-	return &gptGeometry{sectorSize: ss, firstUsable: 2 + arr, lastUsable: total - 2 - arr}, nil
+	return &Geometry{sectorSize: ss, firstUsable: 2 + arr, lastUsable: total - 2 - arr}, nil
 }
 
 // defaultAlignment is sgdisk's: 1 MiB worth of sectors.
-func (g *gptGeometry) defaultAlignment() uint64 {
+func (g *Geometry) defaultAlignment() uint64 {
 	a := (1 << 20) / g.sectorSize
 	if a == 0 {
 		return 1
@@ -41,7 +41,7 @@ func (g *gptGeometry) defaultAlignment() uint64 {
 	return a
 }
 
-func (g *gptGeometry) isFree(s uint64) bool {
+func (g *Geometry) isFree(s uint64) bool {
 	if s < g.firstUsable || s > g.lastUsable {
 		return false
 	}
@@ -54,7 +54,7 @@ func (g *gptGeometry) isFree(s uint64) bool {
 }
 
 // firstAvailable is the first free sector at or after start, 0 if none.
-func (g *gptGeometry) firstAvailable(start uint64) uint64 {
+func (g *Geometry) firstAvailable(start uint64) uint64 {
 	s := start
 	if s < g.firstUsable {
 		s = g.firstUsable
@@ -77,7 +77,7 @@ func (g *gptGeometry) firstAvailable(start uint64) uint64 {
 // lastInFree is the last sector of the free run that contains start;
 // with alignEnd it is pulled back so that the partition ends on an
 // alignment boundary, as sgdisk --align-end does.
-func (g *gptGeometry) lastInFree(start uint64, align uint64, alignEnd bool) uint64 {
+func (g *Geometry) lastInFree(start uint64, align uint64, alignEnd bool) uint64 {
 	nearest := g.lastUsable
 	for _, u := range g.used {
 		if nearest > u.start && u.start > start {
@@ -93,7 +93,7 @@ func (g *gptGeometry) lastInFree(start uint64, align uint64, alignEnd bool) uint
 	return nearest
 }
 
-func (g *gptGeometry) firstInLargest() uint64 {
+func (g *Geometry) firstInLargest() uint64 {
 	var best, bestSize uint64
 	start := uint64(0)
 	for {
@@ -114,7 +114,7 @@ func (g *gptGeometry) firstInLargest() uint64 {
 }
 
 // rangeFree reports whether every sector in [a, b] is usable and free.
-func (g *gptGeometry) rangeFree(a, b uint64) bool {
+func (g *Geometry) rangeFree(a, b uint64) bool {
 	if a > b {
 		return true
 	}
@@ -131,7 +131,7 @@ func (g *gptGeometry) rangeFree(a, b uint64) bool {
 
 // alignSector moves s to an alignment boundary: back if every sector in
 // between is free, else forward (gdisk's GPTData::Align).
-func (g *gptGeometry) alignSector(s, align uint64) uint64 {
+func (g *Geometry) alignSector(s, align uint64) uint64 {
 	if align <= 1 || s%align == 0 {
 		return s
 	}
@@ -149,7 +149,7 @@ func (g *gptGeometry) alignSector(s, align uint64) uint64 {
 // ieee converts an sgdisk position to a sector like IeeeToInt: 0 means
 // the default, +N counts from low (for the end) or from the default (for
 // the start), -N counts back from high.
-func (g *gptGeometry) ieee(p position, low, high, def uint64) (uint64, bool) {
+func (g *Geometry) ieee(p position, low, high, def uint64) (uint64, bool) {
 	n, ok := p.sectors(g.sectorSize)
 	if !ok {
 		return 0, false
@@ -172,53 +172,53 @@ func (g *gptGeometry) ieee(p position, low, high, def uint64) (uint64, bool) {
 	return n, true
 }
 
-// placed is a partition's final place.
-type placed struct {
-	start, end uint64
+// Placed is a partition's final place.
+type Placed struct {
+	Start, End uint64
 }
 
-// place puts one partition on the disk and marks it used.
-func (g *gptGeometry) place(startS, endS string, alignment int) (placed, error) {
+// Place puts one partition on the disk and marks it used.
+func (g *Geometry) Place(startS, endS string, alignment int) (Placed, error) {
 	align := uint64(alignment)
 	if alignment <= 0 {
 		align = g.defaultAlignment()
 	}
 	sp, err := parsePosition(startS)
 	if err != nil {
-		return placed{}, err
+		return Placed{}, err
 	}
 	ep, err := parsePosition(endS)
 	if err != nil {
-		return placed{}, err
+		return Placed{}, err
 	}
 	low := g.firstInLargest()
 	if low == 0 {
-		return placed{}, fmt.Errorf("no free space left on the disk")
+		return Placed{}, fmt.Errorf("no free space left on the disk")
 	}
 	low = g.alignSector(low, align)
 	high := g.lastInFree(low, align, true)
 	start, ok := g.ieee(sp, low, high, low)
 	if !ok {
-		return placed{}, fmt.Errorf("start %s is out of range", startS)
+		return Placed{}, fmt.Errorf("start %s is out of range", startS)
 	}
 	end, ok := g.ieee(ep, start, high, high)
 	if !ok {
-		return placed{}, fmt.Errorf("end %s is before the start of the free space", endS)
+		return Placed{}, fmt.Errorf("end %s is before the start of the free space", endS)
 	}
 	start = g.alignSector(start, align)
 	switch {
 	case !g.isFree(start):
-		return placed{}, fmt.Errorf("start sector %d is not free", start)
+		return Placed{}, fmt.Errorf("start sector %d is not free", start)
 	case start > end:
-		return placed{}, fmt.Errorf("end sector %d is before start sector %d (not enough space)", end, start)
+		return Placed{}, fmt.Errorf("end sector %d is before start sector %d (not enough space)", end, start)
 	case g.lastInFree(start, 1, false) < end:
-		return placed{}, fmt.Errorf("needs sectors %d..%d but only %d..%d are free", start, end, start, g.lastInFree(start, 1, false))
+		return Placed{}, fmt.Errorf("needs sectors %d..%d but only %d..%d are free", start, end, start, g.lastInFree(start, 1, false))
 	}
-	g.use(start, end)
-	return placed{start: start, end: end}, nil
+	g.Use(start, end)
+	return Placed{Start: start, End: end}, nil
 }
 
-func (g *gptGeometry) use(start, end uint64) {
+func (g *Geometry) Use(start, end uint64) {
 	g.used = append(g.used, span{start, end})
 	sort.Slice(g.used, func(i, j int) bool { return g.used[i].start < g.used[j].start })
 }

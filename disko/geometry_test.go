@@ -10,6 +10,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/config"
 )
 
@@ -17,7 +18,7 @@ import (
 // every example on an image file and checks that nivis puts every
 // partition on the same sectors.
 func TestGeometryMatchesSgdisk(t *testing.T) {
-	sg, ok := FindTool("sgdisk")
+	sg, ok := command.Find("sgdisk")
 	if !ok {
 		t.Skip("sgdisk (package gdisk) is not installed: nothing to compare with")
 	}

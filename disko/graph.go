@@ -55,9 +55,9 @@ func (l *Layout) topContent(d DeviceRef) (Content, string) {
 	return nil, ""
 }
 
-// walkContent calls f for c and everything nested in it, parents first,
+// WalkContent calls f for c and everything nested in it, parents first,
 // partitions in creation order.
-func walkContent(c Content, f func(Content)) {
+func WalkContent(c Content, f func(Content)) {
 	if c == nil {
 		return
 	}
@@ -65,14 +65,14 @@ func walkContent(c Content, f func(Content)) {
 	switch x := c.(type) {
 	case *GPT:
 		for _, p := range x.Sorted {
-			walkContent(p.Content, f)
+			WalkContent(p.Content, f)
 		}
 	case *Table:
 		for _, p := range x.Partitions {
-			walkContent(p.Content, f)
+			WalkContent(p.Content, f)
 		}
 	case *LUKS:
-		walkContent(x.Content, f)
+		WalkContent(x.Content, f)
 	}
 }
 
@@ -81,11 +81,11 @@ func (l *Layout) walkDevice(d DeviceRef, f func(Content)) {
 	switch d.Kind {
 	case "disk", "mdadm":
 		c, _ := l.topContent(d)
-		walkContent(c, f)
+		WalkContent(c, f)
 	case "lvm_vg":
 		if v := l.LVMVGs[d.Name]; v != nil {
 			for _, lv := range v.SortedLVs() {
-				walkContent(lv.Content, f)
+				WalkContent(lv.Content, f)
 			}
 		}
 	}

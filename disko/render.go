@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/nivis/nivis/internal/command"
 )
 
 // Render prints the plan for people: a tree per disk (what it is, what it
@@ -91,10 +93,10 @@ func (p *Plan) Render(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		if len(op.Argv) > 0 {
-			fmt.Fprintf(w, "      $ %s\n", shellQuote(op.Argv))
+			fmt.Fprintf(w, "      $ %s\n", command.Quote(op.Argv))
 		}
 		for _, c := range op.Commands {
-			fmt.Fprintf(w, "      $ %s\n", shellQuote(c))
+			fmt.Fprintf(w, "      $ %s\n", command.Quote(c))
 		}
 	}
 }
@@ -115,19 +117,4 @@ func (p *Plan) Destroys() []DiskPlan {
 		}
 	}
 	return out
-}
-
-// shellQuote prints argv so it can be pasted into a shell.
-func shellQuote(argv []string) string {
-	out := make([]string, len(argv))
-	for i, a := range argv {
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
-		}) < 0 {
-			out[i] = a
-			continue
-		}
-		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(out, " ")
 }

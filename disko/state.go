@@ -131,7 +131,7 @@ func (d *DiskState) partition(i int) *PartState {
 	return nil
 }
 
-func (d *DiskState) sortPartitions() {
+func (d *DiskState) SortPartitions() {
 	sort.Slice(d.Partitions, func(i, j int) bool { return d.Partitions[i].Index < d.Partitions[j].Index })
 }
 

@@ -223,7 +223,7 @@ func TestUdevEscape(t *testing.T) {
 		if got := hexEscapeUdev(in); !strings.EqualFold(got, want) {
 			t.Errorf("hexEscapeUdev(%q) = %q, want %q", in, got, want)
 		}
-		if back := unescapeUdev(hexEscapeUdev(in)); back != in {
+		if back := UnescapeUdev(hexEscapeUdev(in)); back != in {
 			t.Errorf("unescape(escape(%q)) = %q", in, back)
 		}
 	}

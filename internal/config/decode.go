@@ -29,27 +29,8 @@ type decoder struct {
 	pos Positions
 }
 
-func posOf(n *yaml.Node) Pos { return Pos{Line: n.Line, Column: n.Column} }
-
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
-	d.r.Add(SevError, path, posOf(n), format, args...)
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a map"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "null"
-		}
-		return fmt.Sprintf("%q", n.Value)
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return "an empty document"
+	d.r.Add(SevError, path, PosOf(n), format, args...)
 }
 
 func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
@@ -60,7 +41,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		n = n.Alias
 	}
 	if d.pos != nil {
-		d.pos[path] = posOf(n)
+		d.pos[path] = PosOf(n)
 	}
 	t := v.Type()
 	if t == nodeType {
@@ -98,7 +79,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 			return
 		}
 		if n.Kind != yaml.SequenceNode {
-			d.errorf(n, path, "expected a list, found %s", kindName(n))
+			d.errorf(n, path, "expected a list, found %s", Describe(n))
 			return
 		}
 		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
@@ -108,7 +89,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		v.Set(s)
 	default:
 		if n.Kind != yaml.ScalarNode {
-			d.errorf(n, path, "expected a %s, found %s", scalarName(t), kindName(n))
+			d.errorf(n, path, "expected a %s, found %s", scalarName(t), Describe(n))
 			return
 		}
 		if n.Tag == "!!null" {
@@ -120,7 +101,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 			return
 		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
-			d.errorf(n, path, "expected a %s, found %s", scalarName(t), kindName(n))
+			d.errorf(n, path, "expected a %s, found %s", scalarName(t), Describe(n))
 		}
 	}
 }
@@ -197,27 +178,18 @@ func (d *decoder) structValue(n *yaml.Node, path string, v reflect.Value) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "expected a map, found %s", kindName(n))
+		d.errorf(n, path, "expected a map, found %s", Describe(n))
 		return
 	}
 	fields := structFields(v.Type())
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		key := k.Value
-		kpath := Key(path, key)
-		if seen[key] {
-			d.errorf(k, kpath, "duplicate key %q", key)
-			continue
-		}
-		seen[key] = true
-		f, ok := fields[key]
+	eachPair(n, path, d.r, func(k, val *yaml.Node, kpath string) {
+		f, ok := fields[k.Value]
 		if !ok {
-			d.r.Add(SevWarning, kpath, posOf(k), "unknown key %q (ignored)%s", key, suggest(key, fields))
-			continue
+			d.r.Add(SevWarning, kpath, PosOf(k), "unknown key %q (ignored)%s", k.Value, suggest(k.Value, fields))
+			return
 		}
 		d.value(val, kpath, v.FieldByIndex(f.index))
-	}
+	})
 }
 
 func suggest(key string, fields map[string]fieldRef) string {
@@ -235,7 +207,7 @@ func (d *decoder) mapValue(n *yaml.Node, path string, v reflect.Value) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "expected a map, found %s", kindName(n))
+		d.errorf(n, path, "expected a map, found %s", Describe(n))
 		return
 	}
 	t := v.Type()
@@ -244,18 +216,10 @@ func (d *decoder) mapValue(n *yaml.Node, path string, v reflect.Value) {
 		return
 	}
 	m := reflect.MakeMapWithSize(t, len(n.Content)/2)
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		kpath := Key(path, k.Value)
-		if seen[k.Value] {
-			d.errorf(k, kpath, "duplicate key %q", k.Value)
-			continue
-		}
-		seen[k.Value] = true
+	eachPair(n, path, d.r, func(k, val *yaml.Node, kpath string) {
 		elem := reflect.New(t.Elem()).Elem()
 		d.value(val, kpath, elem)
 		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), elem)
-	}
+	})
 	v.Set(m)
 }

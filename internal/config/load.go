@@ -115,19 +115,8 @@ func LoadKind(file, want string) (*Loaded, Report, error) {
 // Parse decodes raw (YAML or JSON). want, when not empty, is the kind the
 // caller needs. dir resolves relative paths.
 func Parse(name, dir string, raw []byte, want string) (*Loaded, Report, error) {
-	var r Report
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		r.Add(SevError, "$", yamlErrPos(err), "not valid YAML or JSON: %s", strings.TrimPrefix(err.Error(), "yaml: "))
-		return nil, r, r.Err()
-	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
-		r.Add(SevError, "$", Pos{}, "the file is empty; a config starts with apiVersion: %s and kind", APIVersion)
-		return nil, r, r.Err()
-	}
-	root := doc.Content[0]
-	if root.Kind != yaml.MappingNode {
-		r.Add(SevError, "$", posOf(root), "expected a map at the top level, found %s", kindName(root))
+	root, r := ReadDocument(raw, "the file is empty; a config starts with apiVersion: "+APIVersion+" and kind")
+	if root == nil {
 		return nil, r, r.Err()
 	}
 	pos := Positions{}
@@ -138,17 +127,17 @@ func Parse(name, dir string, raw []byte, want string) (*Loaded, Report, error) {
 		switch k.Value {
 		case "apiVersion":
 			l.APIVersion = v.Value
-			pos["$.apiVersion"] = posOf(v)
+			pos["$.apiVersion"] = PosOf(v)
 		case "kind":
 			l.Kind = v.Value
-			pos["$.kind"] = posOf(v)
+			pos["$.kind"] = PosOf(v)
 		default:
 			rest = append(rest, k, v)
 		}
 	}
 	switch {
 	case l.APIVersion == "":
-		r.Add(SevError, "$.apiVersion", posOf(root), "missing apiVersion; add `apiVersion: %s`", APIVersion)
+		r.Add(SevError, "$.apiVersion", PosOf(root), "missing apiVersion; add `apiVersion: %s`", APIVersion)
 	case l.APIVersion != APIVersion:
 		r.Add(SevError, "$.apiVersion", pos["$.apiVersion"], "unsupported apiVersion %q; this nivis reads %s", l.APIVersion, APIVersion)
 	}
@@ -157,7 +146,7 @@ func Parse(name, dir string, raw []byte, want string) (*Loaded, Report, error) {
 	kindsMu.Unlock()
 	switch {
 	case l.Kind == "":
-		r.Add(SevError, "$.kind", posOf(root), "missing kind; one of: %s", strings.Join(Kinds(), ", "))
+		r.Add(SevError, "$.kind", PosOf(root), "missing kind; one of: %s", strings.Join(Kinds(), ", "))
 		return l, r, r.Err()
 	case !ok:
 		r.Add(SevError, "$.kind", pos["$.kind"], "unknown kind %q; one of: %s", l.Kind, strings.Join(Kinds(), ", "))

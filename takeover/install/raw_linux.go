@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nivis/nivis/disko"
+	diskoapply "github.com/nivis/nivis/disko/apply"
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
@@ -45,7 +45,7 @@ func WriteRaw(ctx context.Context, r io.Reader, device string, size int64, onPro
 	if err := unix.Stat(device, &sb); err != nil && strings.HasPrefix(device, "/dev/") {
 		// /dev/disk/by-id/... where no udev made the link (the rescue
 		// system): resolve it from sysfs as disko does.
-		node, rerr := (&disko.Resolver{}).Resolve(ctx, device)
+		node, rerr := (&diskoapply.Resolver{}).Resolve(ctx, device)
 		if rerr != nil {
 			return st, exitcode.Wrap(exitcode.Precondition, fmt.Errorf("raw image target %s: %w", device, rerr))
 		}

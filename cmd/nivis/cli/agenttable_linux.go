@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"github.com/nivis/nivis/disko"
+	diskoapply "github.com/nivis/nivis/disko/apply"
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/facts"
 	"github.com/nivis/nivis/kexec"
@@ -17,7 +17,7 @@ func agentTable() *agent.Table {
 		facts.Handlers(),
 		kexec.Handlers(),
 		rescue.Handlers(),
-		disko.Handlers(),
+		diskoapply.Handlers(),
 		install.Handlers(),
 		sysmgr.Handlers(),
 	)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,17 +10,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nivis/nivis/disko" // also registers the config kind "Disko"
+	"github.com/nivis/nivis/disko/apply"
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/logging"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
+// diskoOptions are the flags of `nivis disko`.
+type diskoOptions struct {
+	file                                            string
+	mode, root, passwordFile, fstabOut, crypttabOut string
+	dryRun, asJSON                                  bool
+	disks                                           []string
+}
+
 func newDiskoCmd(g *Globals) *cobra.Command {
-	var (
-		mode, root, passwordFile, fstabOut, crypttabOut string
-		dryRun, asJSON                                  bool
-		disks                                           []string
-	)
+	var o diskoOptions
 	cmd := &cobra.Command{
 		Use:   "disko [--mode destroy,format,mount] [--root DIR] FILE",
 		Short: "Partition, format and mount this machine's disks from a disko layout",
@@ -43,129 +50,164 @@ plan. Needs root. It refuses to change the disk the running system's root is on.
   nivis disko --mode format,mount --fstab /mnt/etc/fstab layout.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := disko.ParseMode(mode)
-			if err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			}
-			l, rep, err := disko.ParseFile(args[0])
-			if l == nil && err != nil && rep.Err() == nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			}
-			for _, d := range disks {
-				k, v, ok := strings.Cut(d, "=")
-				if !ok || k == "" || v == "" {
-					return exitcode.Errorf(exitcode.Usage, "--disk %q: use NAME=DEVICE, like main=/dev/vdb", d)
-				}
-				if l != nil {
-					if err := l.SetDiskDevice(k, v); err != nil {
-						return exitcode.Wrap(exitcode.Usage, err)
-					}
-				}
-			}
-			o := disko.ApplyOptions{Mode: m, Options: disko.Options{Root: root, DryRun: dryRun}}
-			if passwordFile != "" {
-				b, err := os.ReadFile(passwordFile)
-				if err != nil {
-					return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--password-file: %w", err))
-				}
-				o.Password = logging.Secret(strings.TrimRight(string(b), "\n"))
-			}
-			if g.Log != nil {
-				o.Logf = g.Log.Infof
-				o.Event = func(e disko.Event) {
-					g.Log.WithField("step", fmt.Sprintf("%d/%d", e.Index, e.Total)).WithField("status", e.Status).Debug(e.Summary)
-				}
-			}
-			o.Plan = func(p *disko.Plan) {
-				if !asJSON {
-					p.Render(g.Stdout)
-				}
-			}
-			o.Confirm = func(p *disko.Plan) error {
-				var b strings.Builder
-				b.WriteString("This DESTROYS everything on:\n")
-				for _, d := range p.Destroys() {
-					fmt.Fprintf(&b, "  %s", d.Device)
-					if n := d.Now; n != nil {
-						if n.Resolved != "" && n.Resolved != d.Device {
-							fmt.Fprintf(&b, " (%s)", n.Resolved)
-						}
-						fmt.Fprintf(&b, ": %s, serial %s, %s; now %s", orUnknown(n.Model), orUnknown(n.Serial), disko.HumanBytes(n.Size), n.Describe())
-					}
-					b.WriteByte('\n')
-				}
-				return g.Confirm(strings.TrimRight(b.String(), "\n"), "yes")
-			}
-			var r config.Report
-			r.Merge(rep)
-			var (
-				p   *disko.Plan
-				res *disko.Result
-			)
-			if l != nil && !rep.HasErrors() {
-				p, res, err = disko.Apply(cmd.Context(), l, o, &r)
-			} else {
-				err = r.Err()
-			}
-			r.Sort()
-			out := struct {
-				File     string         `json:"file"`
-				Report   []config.Entry `json:"report"`
-				Plan     *disko.Plan    `json:"plan,omitempty"`
-				Result   *disko.Result  `json:"result,omitempty"`
-				Fstab    string         `json:"fstab,omitempty"`
-				Crypttab string         `json:"crypttab,omitempty"`
-				Error    string         `json:"error,omitempty"`
-			}{File: args[0], Report: r.Entries, Plan: p, Result: res}
-			if out.Report == nil {
-				out.Report = []config.Entry{}
-			}
-			if !asJSON {
-				for _, e := range r.Entries {
-					fmt.Fprintf(g.Stderr, "%s: %s\n", args[0], e)
-				}
-			}
-			if err == nil && !dryRun && (fstabOut != "" || crypttabOut != "" || asJSON) && (m.Mount || m.Format) {
-				ids := disko.HostIDs(res.Devices)
-				if out.Fstab, err = l.Fstab(ids); err == nil {
-					out.Crypttab, err = l.Crypttab(ids)
-				}
-				if err == nil {
-					err = writeTable(g, fstabOut, out.Fstab)
-				}
-				if err == nil {
-					err = writeTable(g, crypttabOut, out.Crypttab)
-				}
-				err = exitcode.Wrap(exitcode.Change, err)
-			}
-			if asJSON {
-				if err != nil {
-					out.Error = err.Error()
-				}
-				enc := json.NewEncoder(g.Stdout)
-				enc.SetEscapeHTML(false)
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(out); jerr != nil && err == nil {
-					err = jerr
-				}
-			} else if err == nil && dryRun {
-				fmt.Fprintf(g.Stdout, "\ndry run: nothing was changed\n")
-			} else if err == nil && res != nil {
-				fmt.Fprintf(g.Stdout, "\n%d steps done, %d left alone (already there)\n", res.Done, res.Skipped)
-			}
-			return err
+			o.file = args[0]
+			return runDisko(cmd.Context(), g, o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&mode, "mode", "destroy,format,mount", "what to do: destroy, format, mount, unmount, or a combination like format,mount")
-	f.StringVar(&root, "root", "/mnt", "where the layout's mountpoints go")
-	f.BoolVar(&dryRun, "dry-run", false, "print the plan and every command, change nothing")
-	f.BoolVar(&asJSON, "json", false, "print the report, plan and result as JSON")
-	f.StringArrayVar(&disks, "disk", nil, "NAME=DEVICE: use DEVICE for the layout's disk NAME (repeatable)")
-	f.StringVar(&passwordFile, "password-file", "", "file with the passphrase for LUKS containers that would ask for one")
-	f.StringVar(&fstabOut, "fstab", "", "write the installed system's fstab here (- for stdout)")
-	f.StringVar(&crypttabOut, "crypttab", "", "write the installed system's crypttab here (- for stdout)")
+	f.StringVar(&o.mode, "mode", "destroy,format,mount", "what to do: destroy, format, mount, unmount, or a combination like format,mount")
+	f.StringVar(&o.root, "root", "/mnt", "where the layout's mountpoints go")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and every command, change nothing")
+	f.BoolVar(&o.asJSON, "json", false, "print the report, plan and result as JSON")
+	f.StringArrayVar(&o.disks, "disk", nil, "NAME=DEVICE: use DEVICE for the layout's disk NAME (repeatable)")
+	f.StringVar(&o.passwordFile, "password-file", "", "file with the passphrase for LUKS containers that would ask for one")
+	f.StringVar(&o.fstabOut, "fstab", "", "write the installed system's fstab here (- for stdout)")
+	f.StringVar(&o.crypttabOut, "crypttab", "", "write the installed system's crypttab here (- for stdout)")
 	return cmd
+}
+
+// diskoOutput is what --json prints.
+type diskoOutput struct {
+	File     string         `json:"file"`
+	Report   []config.Entry `json:"report"`
+	Plan     *disko.Plan    `json:"plan,omitempty"`
+	Result   *disko.Result  `json:"result,omitempty"`
+	Fstab    string         `json:"fstab,omitempty"`
+	Crypttab string         `json:"crypttab,omitempty"`
+	Error    string         `json:"error,omitempty"`
+}
+
+// runDisko checks the layout, plans, confirms a destroy and applies it on
+// this machine, then writes the tables asked for.
+func runDisko(ctx context.Context, g *Globals, o diskoOptions) error {
+	m, err := disko.ParseMode(o.mode)
+	if err != nil {
+		return exitcode.Wrap(exitcode.Usage, err)
+	}
+	l, rep, err := disko.ParseFile(o.file)
+	if l == nil && err != nil && rep.Err() == nil {
+		return exitcode.Wrap(exitcode.Usage, err)
+	}
+	for _, d := range o.disks {
+		k, v, ok := strings.Cut(d, "=")
+		if !ok || k == "" || v == "" {
+			return exitcode.Errorf(exitcode.Usage, "--disk %q: use NAME=DEVICE, like main=/dev/vdb", d)
+		}
+		if l != nil {
+			if err := l.SetDiskDevice(k, v); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+		}
+	}
+	ro, err := diskoRunOptions(g, o, m)
+	if err != nil {
+		return err
+	}
+	var r config.Report
+	r.Merge(rep)
+	out := diskoOutput{File: o.file}
+	if l != nil && !rep.HasErrors() {
+		out.Plan, out.Result, err = apply.Run(ctx, l, ro, &r)
+	} else {
+		err = r.Err()
+	}
+	r.Sort()
+	out.Report = r.Entries
+	if out.Report == nil {
+		out.Report = []config.Entry{}
+	}
+	if !o.asJSON {
+		for _, e := range r.Entries {
+			fmt.Fprintf(g.Stderr, "%s: %s\n", o.file, e)
+		}
+	}
+	if err == nil && !o.dryRun && (o.fstabOut != "" || o.crypttabOut != "" || o.asJSON) && (m.Mount || m.Format) {
+		err = exitcode.Wrap(exitcode.Change, diskoTables(g, o, l, &out))
+	}
+	return diskoReport(g, o, out, err)
+}
+
+// diskoRunOptions turns the flags into what apply.Run takes: the password,
+// the log, the plan printer and the destroy confirmation.
+func diskoRunOptions(g *Globals, o diskoOptions, m disko.Mode) (apply.RunOptions, error) {
+	ro := apply.RunOptions{Mode: m, Options: apply.Options{Root: o.root, DryRun: o.dryRun}}
+	if o.passwordFile != "" {
+		b, err := os.ReadFile(o.passwordFile)
+		if err != nil {
+			return ro, exitcode.Wrap(exitcode.Usage, fmt.Errorf("--password-file: %w", err))
+		}
+		ro.Password = logging.Secret(strings.TrimRight(string(b), "\n"))
+	}
+	if g.Log != nil {
+		ro.Log = oplog.New(func(level, line string) {
+			if level == oplog.Error {
+				g.Log.Error(line)
+				return
+			}
+			g.Log.Info(line)
+		})
+		ro.Event = func(e disko.Event) {
+			g.Log.WithField("step", fmt.Sprintf("%d/%d", e.Index, e.Total)).WithField("status", e.Status).Debug(e.Summary)
+		}
+	}
+	ro.Plan = func(p *disko.Plan) {
+		if !o.asJSON {
+			p.Render(g.Stdout)
+		}
+	}
+	ro.Confirm = func(p *disko.Plan) error {
+		var b strings.Builder
+		b.WriteString("This DESTROYS everything on:\n")
+		for _, d := range p.Destroys() {
+			fmt.Fprintf(&b, "  %s", d.Device)
+			if n := d.Now; n != nil {
+				if n.Resolved != "" && n.Resolved != d.Device {
+					fmt.Fprintf(&b, " (%s)", n.Resolved)
+				}
+				fmt.Fprintf(&b, ": %s, serial %s, %s; now %s", orUnknown(n.Model), orUnknown(n.Serial), disko.HumanBytes(n.Size), n.Describe())
+			}
+			b.WriteByte('\n')
+		}
+		return g.Confirm(strings.TrimRight(b.String(), "\n"), "yes")
+	}
+	return ro, nil
+}
+
+// diskoTables fills in the installed system's fstab and crypttab and
+// writes them where asked.
+func diskoTables(g *Globals, o diskoOptions, l *disko.Layout, out *diskoOutput) error {
+	ids := apply.HostIDs(out.Result.Devices)
+	var err error
+	if out.Fstab, err = l.Fstab(ids); err != nil {
+		return err
+	}
+	if out.Crypttab, err = l.Crypttab(ids); err != nil {
+		return err
+	}
+	if err := writeTable(g, o.fstabOut, out.Fstab); err != nil {
+		return err
+	}
+	return writeTable(g, o.crypttabOut, out.Crypttab)
+}
+
+// diskoReport prints the outcome: JSON, or a line for people.
+func diskoReport(g *Globals, o diskoOptions, out diskoOutput, err error) error {
+	if o.asJSON {
+		if err != nil {
+			out.Error = err.Error()
+		}
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(out); jerr != nil && err == nil {
+			err = jerr
+		}
+	} else if err == nil && o.dryRun {
+		fmt.Fprintf(g.Stdout, "\ndry run: nothing was changed\n")
+	} else if err == nil && out.Result != nil {
+		fmt.Fprintf(g.Stdout, "\n%d steps done, %d left alone (already there)\n", out.Result.Done, out.Result.Skipped)
+	}
+	return err
 }
 
 func orUnknown(s string) string {

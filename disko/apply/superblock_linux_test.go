@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"os"
@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nivis/nivis/disko"
+	"github.com/nivis/nivis/internal/command"
 )
 
 // blkidExport runs blkid -p on path and returns its fields.
@@ -27,7 +30,7 @@ func blkidExport(t *testing.T, path string) map[string]string {
 	return m
 }
 
-func probeFile(t *testing.T, path string) *Signature {
+func probeFile(t *testing.T, path string) *disko.Signature {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -39,7 +42,7 @@ func probeFile(t *testing.T, path string) *Signature {
 	if st.Mode()&os.ModeDevice != 0 {
 		size, _, _ = blockSize(f)
 	}
-	s, err := Probe(f, size)
+	s, err := disko.Probe(f, size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +71,7 @@ func compareWithBlkid(t *testing.T, path, wantType, wantLabel string) {
 // TestProbeMatchesBlkid makes real filesystems in image files (no root
 // needed) and reads them with both the Go probe and blkid.
 func TestProbeMatchesBlkid(t *testing.T) {
-	if _, ok := FindTool("blkid"); !ok {
+	if _, ok := command.Find("blkid"); !ok {
 		t.Skip("blkid (util-linux) is not installed")
 	}
 	cases := []struct {
@@ -89,7 +92,7 @@ func TestProbeMatchesBlkid(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, ok := FindTool(c.tool); !ok {
+			if _, ok := command.Find(c.tool); !ok {
 				t.Skipf("%s is not installed", c.tool)
 			}
 			img := filepath.Join(t.TempDir(), "fs.img")
@@ -119,7 +122,7 @@ func TestProbeMatchesBlkid(t *testing.T) {
 // TestProbeLUKSAndLVM needs loop devices for cryptsetup and pvcreate.
 func TestProbeLUKSAndLVM(t *testing.T) {
 	requireRoot(t)
-	if _, ok := FindTool("cryptsetup"); ok {
+	if _, ok := command.Find("cryptsetup"); ok {
 		for _, typ := range []string{"luks1", "luks2"} {
 			t.Run(typ, func(t *testing.T) {
 				node, _ := newLoop(t, 32<<20)
@@ -140,7 +143,7 @@ func TestProbeLUKSAndLVM(t *testing.T) {
 			})
 		}
 	}
-	if _, ok := FindTool("lvm"); ok {
+	if _, ok := command.Find("lvm"); ok {
 		t.Run("lvm", func(t *testing.T) {
 			node, _ := newLoop(t, 32<<20)
 			if out, err := exec.Command("lvm", "pvcreate", "-ff", "-y", node).CombinedOutput(); err != nil {

@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,14 +15,17 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/nivis/nivis/disko"
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/config"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 // loadOnLoop parses a layout file and points its disks at fresh loop
 // devices of size bytes each.
-func loadOnLoop(t *testing.T, file string, size int64) (*Layout, map[string]string) {
+func loadOnLoop(t *testing.T, file string, size int64) (*disko.Layout, map[string]string) {
 	t.Helper()
-	l, rep, err := ParseFile(file)
+	l, rep, err := disko.ParseFile(file)
 	if err != nil {
 		t.Fatalf("parse %s: %v\n%s", file, err, rep)
 	}
@@ -40,32 +42,32 @@ func loadOnLoop(t *testing.T, file string, size int64) (*Layout, map[string]stri
 
 // teeRunner runs commands for real and records their argv.
 type teeRunner struct {
-	RecordingRunner
-	real ExecRunner
+	command.Recorder
+	real command.Exec
 }
 
-func (r *teeRunner) Run(ctx context.Context, c Command) ([]byte, error) {
-	r.RecordingRunner.Run(ctx, c)
+func (r *teeRunner) Run(ctx context.Context, c command.Command) ([]byte, error) {
+	r.Recorder.Run(ctx, c)
 	return r.real.Run(ctx, c)
 }
 
 // apply runs mode on the layout and returns the plan and result.
-func apply(t *testing.T, l *Layout, mode, root string) (*Plan, *Result) {
+func apply(t *testing.T, l *disko.Layout, mode, root string) (*disko.Plan, *disko.Result) {
 	t.Helper()
 	return applyWith(t, l, mode, root, nil)
 }
 
-func applyWith(t *testing.T, l *Layout, mode, root string, runner Runner) (*Plan, *Result) {
+func applyWith(t *testing.T, l *disko.Layout, mode, root string, runner command.Runner) (*disko.Plan, *disko.Result) {
 	t.Helper()
-	m, err := ParseMode(mode)
+	m, err := disko.ParseMode(mode)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rep config.Report
 	var log bytes.Buffer
-	p, res, err := Apply(context.Background(), l, ApplyOptions{Mode: m, Options: Options{Root: root, Runner: runner, Logf: func(f string, a ...any) {
-		log.WriteString(strings.TrimRight(fmt.Sprintf(f, a...), "\n") + "\n")
-	}}}, &rep)
+	p, res, err := Run(context.Background(), l, RunOptions{Mode: m, Options: Options{Root: root, Runner: runner, Log: oplog.New(func(_, line string) {
+		log.WriteString(strings.TrimRight(line, "\n") + "\n")
+	})}}, &rep)
 	if err != nil {
 		plan := ""
 		if p != nil {
@@ -115,11 +117,11 @@ func activeSwaps(t *testing.T) string {
 func TestLoopSuite(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "mkfs.vfat", "mkswap", "wipefs", "blkid", "btrfs"} {
-		if _, ok := FindTool(tool); !ok {
+		if _, ok := command.Find(tool); !ok {
 			t.Fatalf("%s is missing: install e2fsprogs, xfsprogs, btrfs-progs, dosfstools, util-linux", tool)
 		}
 	}
-	l, nodes := loadOnLoop(t, "testdata/loop-suite.yaml", 1536<<20)
+	l, nodes := loadOnLoop(t, "../testdata/loop-suite.yaml", 1536<<20)
 	node := nodes["main"]
 	root := filepath.Join(t.TempDir(), "mnt")
 	// Something old on the disk that destroy must take away, mounted.
@@ -215,7 +217,7 @@ func TestLoopSuite(t *testing.T) {
 }
 
 // checkSuite asserts the loop-suite layout is on the disk and mounted.
-func checkSuite(t *testing.T, l *Layout, node, root string) {
+func checkSuite(t *testing.T, l *disko.Layout, node, root string) {
 	t.Helper()
 	f, err := os.Open(node)
 	if err != nil {

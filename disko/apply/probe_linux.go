@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nivis/nivis/disko"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,9 +16,9 @@ import (
 // sysfs, partitions from the on-disk GPT, signatures from superblocks,
 // and what is mounted, swapped on or held. Disks that cannot be found are
 // marked Missing, not an error: the plan says so.
-func ProbeState(ctx context.Context, l *Layout) (*State, error) {
+func ProbeState(ctx context.Context, l *disko.Layout) (*disko.State, error) {
 	r := &Resolver{Wait: 2 * time.Second}
-	st := &State{Disks: map[string]*DiskState{}}
+	st := &disko.State{Disks: map[string]*disko.DiskState{}}
 	mounts, err := readMounts()
 	if err != nil {
 		return nil, err
@@ -32,7 +33,7 @@ func ProbeState(ctx context.Context, l *Layout) (*State, error) {
 		b, err := r.Find(ctx, d.Device)
 		if err != nil || b.Size == 0 {
 			// A loop device with nothing attached, an empty card reader: no disk.
-			st.Disks[d.Device] = &DiskState{Device: d.Device, Missing: true}
+			st.Disks[d.Device] = &disko.DiskState{Device: d.Device, Missing: true}
 			continue
 		}
 		if roots == nil {
@@ -43,8 +44,8 @@ func ProbeState(ctx context.Context, l *Layout) (*State, error) {
 	return st, nil
 }
 
-func probeDisk(r *Resolver, b *blockDev, device string, mounts []mountInfo, swaps []activeSwap, roots map[string]bool) *DiskState {
-	ds := &DiskState{Device: device, Resolved: b.Node(), Model: b.Model, Serial: b.Serial, Size: b.Size, SectorSize: b.SectorSize}
+func probeDisk(r *Resolver, b *blockDev, device string, mounts []mountInfo, swaps []activeSwap, roots map[string]bool) *disko.DiskState {
+	ds := &disko.DiskState{Device: device, Resolved: b.Node(), Model: b.Model, Serial: b.Serial, Size: b.Size, SectorSize: b.SectorSize}
 	whole := b
 	if b.Disk != "" {
 		whole = r.devs[b.Disk]
@@ -62,7 +63,7 @@ func probeDisk(r *Resolver, b *blockDev, device string, mounts []mountInfo, swap
 	if size, ss, err := blockSize(f); err == nil {
 		ds.Size, ds.SectorSize = size, ss
 	}
-	ds.Signature, _ = Probe(f, ds.Size)
+	ds.Signature, _ = disko.Probe(f, ds.Size)
 	ds.Mountpoints, ds.Swap, ds.Holders = usage(r, b, mounts, swaps)
 	if ds.Signature != nil && ds.Signature.Type == "gpt" {
 		if t, err := gpt.Read(f, int(ds.SectorSize), int(ds.SectorSize)); err == nil {
@@ -70,16 +71,16 @@ func probeDisk(r *Resolver, b *blockDev, device string, mounts []mountInfo, swap
 				if p.Type == gpt.Unused {
 					continue
 				}
-				ps := PartState{Index: p.Index, Start: p.Start, End: p.End, Name: p.Name, TypeGUID: strings.ToUpper(string(p.Type)),
+				ps := disko.PartState{Index: p.Index, Start: p.Start, End: p.End, Name: p.Name, TypeGUID: strings.ToUpper(string(p.Type)),
 					UUID: strings.ToUpper(p.GUID), Attributes: p.Attributes}
-				var sig *Signature
+				var sig *disko.Signature
 				if kb, err := r.partitionOf(b, p.Index); err == nil {
 					ps.Device = kb.Node()
 					ps.Mountpoints, ps.Swap, ps.Holders = usage(r, kb, mounts, swaps)
 				}
 				off := int64(p.Start) * ds.SectorSize
 				length := int64(p.End-p.Start+1) * ds.SectorSize
-				sig, _ = Probe(io.NewSectionReader(f, off, length), length)
+				sig, _ = disko.Probe(io.NewSectionReader(f, off, length), length)
 				ps.Signature = sig
 				ds.Partitions = append(ds.Partitions, ps)
 			}
@@ -87,18 +88,18 @@ func probeDisk(r *Resolver, b *blockDev, device string, mounts []mountInfo, swap
 	} else {
 		for _, k := range sortedKeys(r.devs) {
 			if kb := r.devs[k]; kb.Disk == b.Name {
-				ps := PartState{Index: kb.Partition, Device: kb.Node(), Start: kb.Start * 512 / uint64(ds.SectorSize)}
+				ps := disko.PartState{Index: kb.Partition, Device: kb.Node(), Start: kb.Start * 512 / uint64(ds.SectorSize)}
 				ps.End = ps.Start + uint64(kb.Size/ds.SectorSize) - 1
 				ps.Mountpoints, ps.Swap, ps.Holders = usage(r, kb, mounts, swaps)
 				if pf, err := os.Open(kb.Node()); err == nil {
-					ps.Signature, _ = Probe(pf, kb.Size)
+					ps.Signature, _ = disko.Probe(pf, kb.Size)
 					pf.Close()
 				}
 				ds.Partitions = append(ds.Partitions, ps)
 			}
 		}
 	}
-	ds.sortPartitions()
+	ds.SortPartitions()
 	return ds
 }
 

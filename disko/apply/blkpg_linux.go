@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/nivis/nivis/disko"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,13 +114,26 @@ func syncKernelPartitions(f *os.File, want []kpart, logf func(string, ...any)) e
 			if err := blkpg(f, unix.BLKPG_ADD_PARTITION, w); err != nil {
 				return fmt.Errorf("tell the kernel about partition %d of %s (BLKPG add, start %d, %d bytes): %w", w.Index, f.Name(), w.Start, w.Length, err)
 			}
-			logf("kernel: added partition %d of %s (%s at byte %d)", w.Index, f.Name(), HumanBytes(w.Length), w.Start)
+			logf("kernel: added partition %d of %s (%s at byte %d)", w.Index, f.Name(), disko.HumanBytes(w.Length), w.Start)
 		case h.Length != w.Length:
 			if err := blkpgRetry(f, unix.BLKPG_RESIZE_PARTITION, w); err != nil {
 				return fmt.Errorf("tell the kernel partition %d of %s changed size (BLKPG resize): %w", w.Index, f.Name(), err)
 			}
-			logf("kernel: resized partition %d of %s to %s", w.Index, f.Name(), HumanBytes(w.Length))
+			logf("kernel: resized partition %d of %s to %s", w.Index, f.Name(), disko.HumanBytes(w.Length))
 		}
 	}
 	return nil
+}
+
+// openBlock opens a block device and reads its size and sector size.
+func openBlock(node string, flag int) (f *os.File, size, sectorSize int64, err error) {
+	f, err = os.OpenFile(node, flag, 0)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if size, sectorSize, err = blockSize(f); err != nil {
+		f.Close()
+		return nil, 0, 0, err
+	}
+	return f, size, sectorSize, nil
 }

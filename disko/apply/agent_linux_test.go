@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"bufio"
@@ -10,19 +10,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nivis/nivis/disko"
 	"github.com/nivis/nivis/internal/agent"
 )
 
 // serve runs the agent verb like `nivis agent disko` does and returns its
 // events and final message.
-func serve(t *testing.T, req AgentRequest) ([]agent.Event, agent.Message) {
+func serve(t *testing.T, req disko.AgentRequest) ([]agent.Event, agent.Message) {
 	t.Helper()
 	in, err := json.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	_ = agent.NewTable(Handlers()).Serve(context.Background(), VerbDisko.Name, bytes.NewReader(in), &out)
+	_ = agent.NewTable(Handlers()).Serve(context.Background(), disko.VerbDisko.Name, bytes.NewReader(in), &out)
 	var events []agent.Event
 	var last agent.Message
 	sc := bufio.NewScanner(&out)
@@ -42,11 +43,11 @@ func serve(t *testing.T, req AgentRequest) ([]agent.Event, agent.Message) {
 }
 
 func TestAgentVerbRefusesBadLayouts(t *testing.T) {
-	_, m := serve(t, AgentRequest{Layout: json.RawMessage(`{"disk": {"a": {"device": "/dev/x", "content": {"type": "gpt", "partitions": {"p": {"size": "1.5G"}}}}}}`), Mode: "format"})
+	_, m := serve(t, disko.AgentRequest{Layout: json.RawMessage(`{"disk": {"a": {"device": "/dev/x", "content": {"type": "gpt", "partitions": {"p": {"size": "1.5G"}}}}}}`), Mode: "format"})
 	if m.Type != "error" || !strings.Contains(m.Error, `size "1.5G"`) || m.Code != 2 {
 		t.Errorf("bad layout: %+v", m)
 	}
-	_, m = serve(t, AgentRequest{Layout: json.RawMessage(`{}`), Mode: "explode"})
+	_, m = serve(t, disko.AgentRequest{Layout: json.RawMessage(`{}`), Mode: "explode"})
 	if m.Type != "error" || !strings.Contains(m.Error, "unknown mode") {
 		t.Errorf("bad mode: %+v", m)
 	}
@@ -55,7 +56,7 @@ func TestAgentVerbRefusesBadLayouts(t *testing.T) {
 func TestAgentVerbOnLoop(t *testing.T) {
 	requireRoot(t)
 	node, _ := newLoop(t, 512<<20)
-	raw, rep, err := LayoutJSON([]byte(`apiVersion: nivis/v1alpha1
+	raw, rep, err := disko.LayoutJSON([]byte(`apiVersion: nivis/v1alpha1
 kind: Disko
 disko:
   disk:
@@ -72,7 +73,7 @@ disko:
 		t.Fatalf("%v\n%s", err, rep.String())
 	}
 	root := filepath.Join(t.TempDir(), "mnt")
-	req := AgentRequest{Layout: raw, Mode: "destroy,format,mount", Root: root, Disks: map[string]string{"main": node}, Tables: true}
+	req := disko.AgentRequest{Layout: raw, Mode: "destroy,format,mount", Root: root, Disks: map[string]string{"main": node}, Tables: true}
 
 	// A dry run streams a skipped event per step and changes nothing.
 	req.DryRun = true
@@ -92,7 +93,7 @@ disko:
 	if m.Type != "result" {
 		t.Fatalf("run: %+v", m)
 	}
-	var res AgentResult
+	var res disko.AgentResult
 	if err := json.Unmarshal(m.Result, &res); err != nil {
 		t.Fatal(err)
 	}

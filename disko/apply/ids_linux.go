@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"context"
@@ -6,12 +6,13 @@ import (
 	"strings"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nivis/nivis/disko"
 )
 
 // HostIDs reads UUIDs from the devices themselves. devices maps layout
 // names to nodes (an execution's Result.Devices); other names are
 // resolved.
-func HostIDs(devices map[string]string) IDs { return hostIDs{devices: devices} }
+func HostIDs(devices map[string]string) disko.IDs { return hostIDs{devices: devices} }
 
 type hostIDs struct{ devices map[string]string }
 

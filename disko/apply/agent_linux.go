@@ -1,30 +1,32 @@
-package disko
+package apply
 
 import (
 	"context"
 	"fmt"
 
+	"github.com/nivis/nivis/disko"
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/logging"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Handlers are the agent verbs this package serves.
 func Handlers() []agent.Handler {
-	return []agent.Handler{agent.Handle(VerbDisko, serveDisko)}
+	return []agent.Handler{agent.Handle(disko.VerbDisko, serveDisko)}
 }
 
 // serveDisko runs a layout on this host for a remote client (takeover's
 // disko phase), streaming one step event per operation.
-func serveDisko(ctx context.Context, reqp *AgentRequest, em *agent.Emitter) (*AgentResult, error) {
+func serveDisko(ctx context.Context, reqp *disko.AgentRequest, em *agent.Emitter) (*disko.AgentResult, error) {
 	req := *reqp
-	mode, err := ParseMode(req.Mode)
+	mode, err := disko.ParseMode(req.Mode)
 	if err != nil {
 		return nil, exitcode.Wrap(exitcode.Usage, err)
 	}
-	l, rep := ParseBytes(req.Layout)
-	res := &AgentResult{}
+	l, rep := disko.ParseBytes(req.Layout)
+	res := &disko.AgentResult{}
 	if l == nil || rep.HasErrors() {
 		res.Report = rep.Entries
 		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("disko layout: %w", rep.Err()))
@@ -34,16 +36,16 @@ func serveDisko(ctx context.Context, reqp *AgentRequest, em *agent.Emitter) (*Ag
 			return nil, exitcode.Wrap(exitcode.Usage, err)
 		}
 	}
-	o := ApplyOptions{Mode: mode, Options: Options{
+	o := RunOptions{Mode: mode, Options: Options{
 		Root: req.Root, AllowRootDisk: req.AllowRootDisk, DryRun: req.DryRun, Password: logging.Secret(req.Password),
-		Logf: func(format string, args ...any) { em.Logf("info", format, args...) },
-		Event: func(e Event) {
+		Log: oplog.New(func(level, line string) { em.Logf(level, "%s", line) }),
+		Event: func(e disko.Event) {
 			em.Emit(agent.Event{Kind: "step", Step: e.Op, Message: e.Summary, Done: int64(e.Index), Total: int64(e.Total),
 				Fields: map[string]any{"status": e.Status, "phase": e.Phase, "detail": e.Detail}})
 		},
 	}}
 	var r config.Report
-	p, result, err := Apply(ctx, l, o, &r)
+	p, result, err := Run(ctx, l, o, &r)
 	res.Plan, res.Result, res.Report = p, result, append(rep.Entries, r.Entries...)
 	if err != nil {
 		if r.HasErrors() {

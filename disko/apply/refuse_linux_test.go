@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nivis/nivis/disko"
+	"github.com/nivis/nivis/internal/command"
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
 )
@@ -43,13 +45,13 @@ func TestBadConfigsLeaveDisksUntouched(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			l, rep := ParseBytes([]byte(strings.ReplaceAll(c.layout, "DEV", node)))
+			l, rep := disko.ParseBytes([]byte(strings.ReplaceAll(c.layout, "DEV", node)))
 			var err error
 			if l == nil || rep.HasErrors() {
 				err = rep.Err()
 			} else {
-				m, _ := ParseMode(c.mode)
-				_, _, err = Apply(context.Background(), l, ApplyOptions{Mode: m, Options: Options{Root: filepath.Join(t.TempDir(), "mnt")}}, &rep)
+				m, _ := disko.ParseMode(c.mode)
+				_, _, err = Run(context.Background(), l, RunOptions{Mode: m, Options: Options{Root: filepath.Join(t.TempDir(), "mnt")}}, &rep)
 			}
 			if err == nil {
 				t.Fatalf("accepted a bad layout")
@@ -84,7 +86,7 @@ func rootDisk(t *testing.T) string {
 
 func TestRootDiskIsRefused(t *testing.T) {
 	disk := rootDisk(t)
-	l, rep := ParseBytes([]byte(`{"disk": {"main": {"device": "` + disk + `", "content": {"type": "gpt", "partitions": {"r": {"size": "100%", "content": {"type": "filesystem", "format": "ext4"}}}}}}}`))
+	l, rep := disko.ParseBytes([]byte(`{"disk": {"main": {"device": "` + disk + `", "content": {"type": "gpt", "partitions": {"r": {"size": "100%", "content": {"type": "filesystem", "format": "ext4"}}}}}}}`))
 	if rep.HasErrors() {
 		t.Fatal(rep.String())
 	}
@@ -95,32 +97,32 @@ func TestRootDiskIsRefused(t *testing.T) {
 	if !st.Disks[disk].RootDisk {
 		t.Fatalf("%s holds / but the probe does not say so", disk)
 	}
-	for _, mode := range []Mode{{Format: true}, {Destroy: true, Format: true, Mount: true}, {Destroy: true}} {
+	for _, mode := range []disko.Mode{{Format: true}, {Destroy: true, Format: true, Mount: true}, {Destroy: true}} {
 		var r config.Report
-		_, err := NewPlan(l, mode, st, PlanOptions{}, &r)
-		if !errors.Is(err, ErrRootDisk) || exitcode.Of(err) != exitcode.Precondition {
+		_, err := disko.NewPlan(l, mode, st, disko.PlanOptions{}, &r)
+		if !errors.Is(err, disko.ErrRootDisk) || exitcode.Of(err) != exitcode.Precondition {
 			t.Errorf("mode %s on the root disk: %v; want ErrRootDisk, precondition", mode, err)
 		}
 	}
 	// Mounting only is allowed: it changes nothing on the disk.
-	if _, err := NewPlan(l, Mode{Mount: true}, st, PlanOptions{}, nil); errors.Is(err, ErrRootDisk) {
+	if _, err := disko.NewPlan(l, disko.Mode{Mount: true}, st, disko.PlanOptions{}, nil); errors.Is(err, disko.ErrRootDisk) {
 		t.Errorf("mount-only refused on the root disk: %v", err)
 	}
 	// The rescue agent may.
-	if _, err := NewPlan(l, Mode{Format: true}, st, PlanOptions{AllowRootDisk: true}, nil); err != nil {
+	if _, err := disko.NewPlan(l, disko.Mode{Format: true}, st, disko.PlanOptions{AllowRootDisk: true}, nil); err != nil {
 		t.Errorf("AllowRootDisk still refused: %v", err)
 	}
 	if os.Geteuid() != 0 {
 		return
 	}
 	// A plan made without state (elsewhere) is refused when executed.
-	p, err := NewPlan(l, Mode{Format: true}, nil, PlanOptions{}, nil)
+	p, err := disko.NewPlan(l, disko.Mode{Format: true}, nil, disko.PlanOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &RecordingRunner{}
+	rec := &command.Recorder{}
 	_, err = Execute(context.Background(), p, Options{Runner: rec})
-	if !errors.Is(err, ErrRootDisk) {
+	if !errors.Is(err, disko.ErrRootDisk) {
 		t.Errorf("Execute on the root disk: %v; want ErrRootDisk", err)
 	}
 	if len(rec.Commands) != 0 {

@@ -1,12 +1,16 @@
-package disko
+package apply
 
 import (
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
+
+	"github.com/nivis/nivis/disko"
+	"github.com/nivis/nivis/internal/command"
 )
 
 // kernelHas reports whether /proc/devices lists a driver (device-mapper, md).
@@ -26,7 +30,7 @@ func kernelHas(driver string) bool {
 
 // needs lists what an example needs from the kernel and tools beyond
 // GPT, ext4, xfs, btrfs, swap and tmpfs.
-func needs(l *Layout) []string {
+func needs(l *disko.Layout) []string {
 	var out []string
 	if len(l.LVMVGs) > 0 && !kernelHas("device-mapper") {
 		out = append(out, "device-mapper (LVM)")
@@ -35,14 +39,14 @@ func needs(l *Layout) []string {
 		out = append(out, "md (mdadm)")
 	}
 	for _, k := range sortedKeys(l.Disks) {
-		walkContent(l.Disks[k].Content, func(c Content) {
+		disko.WalkContent(l.Disks[k].Content, func(c disko.Content) {
 			switch x := c.(type) {
-			case *LUKS:
+			case *disko.LUKS:
 				if !kernelHas("device-mapper") {
 					out = append(out, "device-mapper (LUKS)")
 				}
-			case *Filesystem:
-				if _, ok := FindTool("mkfs." + x.Format); !ok {
+			case *disko.Filesystem:
+				if _, ok := command.Find("mkfs." + x.Format); !ok {
 					out = append(out, "mkfs."+x.Format)
 				}
 			}
@@ -53,14 +57,14 @@ func needs(l *Layout) []string {
 
 // withoutVfat turns vfat into ext4 where the kernel cannot mount vfat
 // (this machine), dropping vfat-only mount options.
-func withoutVfat(l *Layout) bool {
+func withoutVfat(l *disko.Layout) bool {
 	if kernelCanMount("vfat") {
 		return false
 	}
 	changed := false
 	for _, k := range sortedKeys(l.Disks) {
-		walkContent(l.Disks[k].Content, func(c Content) {
-			if f, ok := c.(*Filesystem); ok && f.Format == "vfat" {
+		disko.WalkContent(l.Disks[k].Content, func(c disko.Content) {
+			if f, ok := c.(*disko.Filesystem); ok && f.Format == "vfat" {
 				f.Format = "ext4"
 				var opts []string
 				for _, o := range f.MountOptions {
@@ -81,7 +85,7 @@ func withoutVfat(l *Layout) bool {
 
 // withoutXFSQuota drops xfs quota mount options where the kernel was
 // built without XFS quota (this machine: mount fails with EINVAL).
-func withoutXFSQuota(l *Layout) bool {
+func withoutXFSQuota(l *disko.Layout) bool {
 	cfg, err := exec.Command("sh", "-c", "zcat /proc/config.gz 2>/dev/null").Output()
 	if err != nil || !strings.Contains(string(cfg), "# CONFIG_XFS_QUOTA is not set") {
 		return false
@@ -89,8 +93,8 @@ func withoutXFSQuota(l *Layout) bool {
 	changed := false
 	quota := map[string]bool{"quota": true, "usrquota": true, "uquota": true, "grpquota": true, "gquota": true, "prjquota": true, "pquota": true}
 	for _, k := range sortedKeys(l.Disks) {
-		walkContent(l.Disks[k].Content, func(c Content) {
-			if f, ok := c.(*Filesystem); ok && f.Format == "xfs" {
+		disko.WalkContent(l.Disks[k].Content, func(c disko.Content) {
+			if f, ok := c.(*disko.Filesystem); ok && f.Format == "xfs" {
 				var opts []string
 				for _, o := range f.MountOptions {
 					if quota[o] {
@@ -114,7 +118,7 @@ func TestExamplesOnLoop(t *testing.T) {
 	for _, f := range exampleFiles(t) {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
 		t.Run(name, func(t *testing.T) {
-			l, _, err := ParseFile(f)
+			l, _, err := disko.ParseFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,51 +133,62 @@ func TestExamplesOnLoop(t *testing.T) {
 				t.Logf("xfs quota options dropped: this kernel has no CONFIG_XFS_QUOTA")
 			}
 			root := filepath.Join(t.TempDir(), "mnt")
-			apply(t, l, "destroy,format,mount", root)
-			checkMounted(t, l, root)
+			p, _ := apply(t, l, "destroy,format,mount", root)
+			checkMounted(t, p, root)
 			runChecks(t, strings.TrimSuffix(f, ".json")+".checks", root)
 			apply(t, l, "unmount", root)
 			if m := mountsUnder(t, root); len(m) != 0 {
 				t.Fatalf("still mounted after unmount: %v", m)
 			}
-			apply(t, l, "mount", root)
-			checkMounted(t, l, root)
+			p, _ = apply(t, l, "mount", root)
+			checkMounted(t, p, root)
 			apply(t, l, "unmount", root)
 		})
 	}
 }
 
-// checkMounted asserts every mountpoint of the layout is mounted with its
+// checkMounted asserts every mount of the plan is mounted with its
 // filesystem type, and every swap is on.
-func checkMounted(t *testing.T, l *Layout, root string) {
+func checkMounted(t *testing.T, p *disko.Plan, root string) {
 	t.Helper()
-	b := &planner{l: l, o: PlanOptions{Root: root}}
-	b.order, _ = l.sortDevices()
-	mounts, swaps, _, _ := b.collect()
 	got := mountsUnder(t, root)
-	for _, m := range mounts {
-		mp := strings.TrimSuffix(m.mountpoint, "/")
-		if mp == "" {
-			mp = ""
-		}
-		mi, ok := got[mp]
-		if !ok {
-			t.Errorf("%s not mounted at %s", m.device, root+m.mountpoint)
-			continue
-		}
-		if mi.FSType != m.fstype {
-			t.Errorf("%s: mounted as %s, want %s", root+m.mountpoint, mi.FSType, m.fstype)
-		}
-	}
+	swaps := 0
 	active := activeSwaps(t)
-	for _, s := range swaps {
-		if s.file != "" && !strings.Contains(active, filepath.Join(root, s.file)) {
-			t.Errorf("swap file %s not active:\n%s", s.file, active)
+	for _, op := range p.Ops {
+		switch op.Op {
+		case disko.OpMount:
+			mi, ok := got[strings.TrimSuffix(op.Mountpoint, "/")]
+			if !ok {
+				t.Errorf("%s not mounted at %s", op.Device, root+op.Mountpoint)
+				continue
+			}
+			if mi.FSType != op.Format {
+				t.Errorf("%s: mounted as %s, want %s", root+op.Mountpoint, mi.FSType, op.Format)
+			}
+		case disko.OpSwapon:
+			swaps++
+			if op.FilePath != "" && !strings.Contains(active, filepath.Join(root, op.FilePath)) {
+				t.Errorf("swap file %s not active:\n%s", op.FilePath, active)
+			}
 		}
 	}
-	if n := strings.Count(active, "\n") - 1; n < len(swaps) {
-		t.Errorf("%d swaps active, the layout has %d:\n%s", n, len(swaps), active)
+	if n := strings.Count(active, "\n") - 1; n < swaps {
+		t.Errorf("%d swaps active, the layout has %d:\n%s", n, swaps, active)
 	}
+}
+
+// exampleFiles lists disko's examples (NIVIS_DISKO_EXAMPLES overrides).
+func exampleFiles(t testing.TB) []string {
+	dir := os.Getenv("NIVIS_DISKO_EXAMPLES")
+	if dir == "" {
+		dir = filepath.Join("..", "testdata", "examples")
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples found: %v", err)
+	}
+	sort.Strings(files)
+	return files
 }
 
 // runChecks runs the lines of disko's own VM test that make sense below a

@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nivis/nivis/disko"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,7 +79,7 @@ func TestResolveWithoutUdev(t *testing.T) {
 	uuids := []string{"4b1d9b3c-2a4e-4c1b-9d2e-6f7a8b9c0d1e", "5b1d9b3c-2a4e-4c1b-9d2e-6f7a8b9c0d1e"}
 	for i, label := range []string{"first", "second"} {
 		node, _ := newLoop(t, 400<<20)
-		l, rep := ParseBytes([]byte(strings.NewReplacer("DEV", node, "LABEL", label, "UUID", uuids[i]).Replace(layout)))
+		l, rep := disko.ParseBytes([]byte(strings.NewReplacer("DEV", node, "LABEL", label, "UUID", uuids[i]).Replace(layout)))
 		if rep.HasErrors() {
 			t.Fatal(rep.String())
 		}

@@ -1,4 +1,4 @@
-package disko
+package apply
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/nivis/nivis/disko"
 	"golang.org/x/sys/unix"
 )
 
@@ -88,7 +89,7 @@ func (r *Resolver) find(name string) (*blockDev, error) {
 	case strings.HasPrefix(name, byPrefix):
 		rest := name[len(byPrefix):]
 		kind, val, _ := strings.Cut(rest, "/")
-		val = unescapeUdev(val)
+		val = disko.UnescapeUdev(val)
 		switch kind {
 		case "partlabel":
 			return r.one(name, func(b *blockDev) bool { return b.Partition > 0 && r.partEntry(b) != nil && r.partEntry(b).Name == val })
@@ -214,13 +215,13 @@ func (r *Resolver) partEntry(b *blockDev) *gpt.Partition {
 	return nil
 }
 
-func (r *Resolver) signature(b *blockDev) *Signature {
+func (r *Resolver) signature(b *blockDev) *disko.Signature {
 	f, err := os.Open(b.Node())
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	s, _ := Probe(f, b.Size)
+	s, _ := disko.Probe(f, b.Size)
 	return s
 }
 

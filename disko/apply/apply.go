@@ -1,30 +1,31 @@
-package disko
+package apply
 
 import (
 	"context"
 
+	"github.com/nivis/nivis/disko"
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
 )
 
-// ApplyOptions are Options plus what Apply needs to decide.
-type ApplyOptions struct {
+// RunOptions are Options plus what Run needs to decide.
+type RunOptions struct {
 	Options
-	Mode Mode
+	Mode disko.Mode
 	// Host describes this machine for validation; nil means LocalHost().
-	Host *Host
+	Host *disko.Host
 	// Confirm sees the plan before a destroy changes anything; an error
 	// stops the run with nothing changed.
-	Confirm func(*Plan) error
+	Confirm func(*disko.Plan) error
 	// Plan, when set, receives the plan as soon as it exists (to print it).
-	Plan func(*Plan)
+	Plan func(*disko.Plan)
 }
 
-// Apply does what `nivis disko` does: validate the layout for this host,
+// Run does what `nivis disko` does: validate the layout for this host,
 // read the disks, plan, confirm, execute. Every problem in the layout is
 // reported in r before any disk is touched, so a bad layout leaves the
 // disks byte-for-byte as they were.
-func Apply(ctx context.Context, l *Layout, o ApplyOptions, r *config.Report) (*Plan, *Result, error) {
+func Run(ctx context.Context, l *disko.Layout, o RunOptions, r *config.Report) (*disko.Plan, *disko.Result, error) {
 	if r == nil {
 		r = &config.Report{}
 	}
@@ -41,7 +42,7 @@ func Apply(ctx context.Context, l *Layout, o ApplyOptions, r *config.Report) (*P
 	if err != nil && !o.DryRun {
 		return nil, nil, exitcode.Wrap(exitcode.Precondition, err)
 	}
-	p, err := NewPlan(l, o.Mode, st, PlanOptions{Root: o.Root, AllowRootDisk: o.AllowRootDisk}, r)
+	p, err := disko.NewPlan(l, o.Mode, st, disko.PlanOptions{Root: o.Root, AllowRootDisk: o.AllowRootDisk}, r)
 	if err != nil {
 		r.Sort()
 		return p, nil, err
