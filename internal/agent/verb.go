@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/nivis/nivis/internal/exitcode"
 )
@@ -206,16 +205,4 @@ func (e *Emitter) finish(res any, err error) error {
 	}
 	e.send(Message{Type: "result", Result: raw})
 	return nil
-}
-
-// lockedWriter keeps protocol lines whole when several goroutines write.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
