@@ -24,8 +24,8 @@ import (
 	"github.com/nivis/nivis/internal/testsshd"
 )
 
-// runFactsCLI runs the whole CLI in-process.
-func runFactsCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+// runCLI runs the whole CLI in-process.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -88,7 +88,7 @@ func TestFactsLocal(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("facts are gathered on Linux only")
 	}
-	code, out, errOut := runFactsCLI(t, "facts", "--local", "--json")
+	code, out, errOut := runCLI(t, "facts", "--local", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -101,7 +101,7 @@ func TestFactsLocal(t *testing.T) {
 	}
 	checkFactsAgainstProc(t, &f)
 
-	code, out, errOut = runFactsCLI(t, "facts", "--local")
+	code, out, errOut = runCLI(t, "facts", "--local")
 	if code != 0 {
 		t.Fatalf("table: exit %d: %s", code, errOut)
 	}
@@ -114,7 +114,7 @@ func TestFactsLocal(t *testing.T) {
 
 func TestFactsUsage(t *testing.T) {
 	for _, args := range [][]string{{"facts"}, {"facts", "--local", "host"}, {"facts", "a", "b"}} {
-		code, _, errOut := runFactsCLI(t, args...)
+		code, _, errOut := runCLI(t, args...)
 		if code != int(exitcode.Usage) {
 			t.Errorf("%q: exit %d, want %d (usage): %s", args, code, exitcode.Usage, errOut)
 		}
@@ -135,7 +135,7 @@ func TestFactsOverSSH(t *testing.T) {
 	removeCachedAgent(t, bin)
 
 	base := []string{"-p", strconv.Itoa(srv.Port), "-i", srv.KeyFile, "-o", "UserKnownHostsFile=" + srv.KnownHosts, "-o", "StrictHostKeyChecking=yes", srv.User + "@127.0.0.1"}
-	code, out, errOut := runFactsCLI(t, append([]string{"facts", "--json"}, base...)...)
+	code, out, errOut := runCLI(t, append([]string{"facts", "--json"}, base...)...)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s\nsshd log:\n%s", code, errOut, srv.Log())
 	}
@@ -153,7 +153,7 @@ func TestFactsOverSSH(t *testing.T) {
 	}
 
 	// The default output is the table, from the same agent (cached now).
-	code, out, errOut = runFactsCLI(t, append([]string{"facts"}, base...)...)
+	code, out, errOut = runCLI(t, append([]string{"facts"}, base...)...)
 	if code != 0 {
 		t.Fatalf("table: exit %d:\n%s", code, errOut)
 	}

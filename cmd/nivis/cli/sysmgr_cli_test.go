@@ -3,29 +3,17 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/testsshd"
 	"github.com/nivis/nivis/sysmgr"
 )
-
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var out, errb bytes.Buffer
-	code = Main(ctx, args, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 func requireRoot(t *testing.T) {
 	t.Helper()
