@@ -12,7 +12,6 @@ import (
 
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/command"
-	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Handlers are the agent verbs this package serves.
@@ -69,12 +68,7 @@ func NewHost(root string, em *agent.Emitter) *Host {
 		root = "/"
 	}
 	root = filepath.Clean(root)
-	log := oplog.New(func(level, line string) {
-		if em != nil {
-			em.Logf(level, "%s", line)
-		}
-	})
-	h := &Host{Root: root, Cmd: command.Exec{Log: log}}
+	h := &Host{Root: root, Cmd: command.Exec{Log: em.OpLog()}}
 	if em != nil {
 		h.Emit = em.Emit
 	}

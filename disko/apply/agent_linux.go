@@ -9,7 +9,6 @@ import (
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/logging"
-	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Handlers are the agent verbs this package serves.
@@ -38,7 +37,7 @@ func serveDisko(ctx context.Context, reqp *disko.AgentRequest, em *agent.Emitter
 	}
 	o := RunOptions{Mode: mode, Options: Options{
 		Root: req.Root, AllowRootDisk: req.AllowRootDisk, DryRun: req.DryRun, Password: logging.Secret(req.Password),
-		Log: oplog.New(func(level, line string) { em.Logf(level, "%s", line) }),
+		Log: em.OpLog(),
 		Event: func(e disko.Event) {
 			em.Emit(agent.Event{Kind: "step", Step: e.Op, Message: e.Summary, Done: int64(e.Index), Total: int64(e.Total),
 				Fields: map[string]any{"status": e.Status, "phase": e.Phase, "detail": e.Detail}})

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/nivis/nivis/internal/exitcode"
+	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Message is one line on the agent's stdout.
@@ -69,6 +70,12 @@ func (e *Emitter) Emit(ev Event) {
 // Logf sends a log event.
 func (e *Emitter) Logf(level, format string, args ...any) {
 	e.Emit(Event{Kind: "log", Level: level, Message: fmt.Sprintf(format, args...)})
+}
+
+// OpLog is the operation log of a verb: its lines reach the client as log
+// events at their level. A nil Emitter drops them.
+func (e *Emitter) OpLog() *oplog.Log {
+	return oplog.New(func(level, line string) { e.Logf(level, "%s", line) })
 }
 
 // Step announces a named step.

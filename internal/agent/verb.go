@@ -114,9 +114,6 @@ func (t *Table) Names() []string {
 	return out
 }
 
-// Has reports whether verb is in the table.
-func (t *Table) Has(verb string) bool { _, ok := t.verbs[verb]; return ok }
-
 func (t *Table) lookup(verb string, stream bool) (Handler, error) {
 	h, ok := t.verbs[verb]
 	if !ok || h.Stream != stream {

@@ -51,15 +51,3 @@ func (l *Log) Failed(what string, err error, output string) {
 	}
 	l.print(Error, "[failed] %s: %v", what, err)
 }
-
-// Do runs f as the operation what, logging its start and its end.
-func (l *Log) Do(what string, f func() error) error {
-	l.Started(what)
-	start := time.Now()
-	if err := f(); err != nil {
-		l.Failed(what, err, "")
-		return err
-	}
-	l.Finished(what, time.Since(start))
-	return nil
-}

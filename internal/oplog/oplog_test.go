@@ -4,18 +4,17 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
-func TestDo(t *testing.T) {
+func TestLines(t *testing.T) {
 	var lines []string
 	l := New(func(level, line string) { lines = append(lines, level+" "+line) })
-	if err := l.Do("mkfs.ext4 /dev/vda2", func() error { return nil }); err != nil {
-		t.Fatal(err)
-	}
+	l.Started("mkfs.ext4 /dev/vda2")
+	l.Finished("mkfs.ext4 /dev/vda2", 1500*time.Microsecond)
 	want := errors.New("exit status 1")
-	if err := l.Do("grub-install /dev/vda", func() error { return want }); err != want {
-		t.Fatalf("Do returned %v", err)
-	}
+	l.Started("grub-install /dev/vda")
+	l.Failed("grub-install /dev/vda", want, "")
 	l.Failed("wipefs -a /dev/vdb", want, "wipefs: error: /dev/vdb: probing initialization failed\n")
 	if len(lines) != 5 ||
 		lines[0] != "info [started] mkfs.ext4 /dev/vda2" ||

@@ -22,7 +22,6 @@ import (
 
 	"github.com/nivis/nivis/internal/agent"
 	"github.com/nivis/nivis/internal/exitcode"
-	"github.com/nivis/nivis/internal/oplog"
 )
 
 // Handlers are the agent verbs this package serves.
@@ -231,7 +230,7 @@ func serveFinalize(ctx context.Context, reqp *FinalizeRequest, ev *agent.Emitter
 func serveBootloader(ctx context.Context, reqp *BootloaderOptions, ev *agent.Emitter) (*BootloaderResult, error) {
 	req := *reqp
 	ev.Step("bootloader", "installing "+req.Kind)
-	return InstallBootloader(ctx, req, oplog.New(func(level, line string) { ev.Logf(level, "%s", line) }))
+	return InstallBootloader(ctx, req, ev.OpLog())
 }
 
 func serveSecrets(ctx context.Context, reqp *SecretsRequest, ev *agent.Emitter) (*SecretsResult, error) {

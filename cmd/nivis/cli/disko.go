@@ -14,7 +14,6 @@ import (
 	"github.com/nivis/nivis/internal/config"
 	"github.com/nivis/nivis/internal/exitcode"
 	"github.com/nivis/nivis/internal/logging"
-	"github.com/nivis/nivis/internal/oplog"
 )
 
 // diskoOptions are the flags of `nivis disko`.
@@ -139,13 +138,7 @@ func diskoRunOptions(g *Globals, o diskoOptions, m disko.Mode) (apply.RunOptions
 		ro.Password = logging.Secret(strings.TrimRight(string(b), "\n"))
 	}
 	if g.Log != nil {
-		ro.Log = oplog.New(func(level, line string) {
-			if level == oplog.Error {
-				g.Log.Error(line)
-				return
-			}
-			g.Log.Info(line)
-		})
+		ro.Log = g.opLog()
 		ro.Event = func(e disko.Event) {
 			g.Log.WithField("step", fmt.Sprintf("%d/%d", e.Index, e.Total)).WithField("status", e.Status).Debug(e.Summary)
 		}
